@@ -1,0 +1,36 @@
+# The two commands of the README:
+#   make demo   build ferroloop (release) and run a real asyncio program on it, beside asyncio
+#   make test   build it and run every test: cargo test, pytest, CPython's asyncio suite (set a)
+# Everything lives in .venv; the first run creates it and installs maturin, pytest and uvloop.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test build venv lint bench clean
+
+demo: build
+	$(PY) examples/echo_demo.py
+
+test: build
+	cargo test --quiet
+	$(PY) -m pytest -q
+	$(PY) scripts/compat_check.py
+
+build: venv
+	$(VENV)/bin/maturin develop --release --quiet
+
+venv: $(VENV)/.ready
+
+$(VENV)/.ready: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet 'maturin>=1.9,<2' pytest uvloop
+	touch $@
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+
+clean:
+	rm -rf $(VENV) target

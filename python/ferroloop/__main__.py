@@ -1,0 +1,39 @@
+"""``python -m ferroloop script.py [args...]`` / ``python -m ferroloop -m module [args...]``:
+run an unmodified asyncio program on ferroloop.
+
+The policy is installed before the program starts, so its ``asyncio.run()``,
+``asyncio.new_event_loop()`` and ``asyncio.Runner()`` make ferroloop loops. ``sys.argv`` and
+``sys.path[0]`` are what the program would see if run directly.
+"""
+
+import os
+import runpy
+import sys
+
+from .policy import install
+
+USAGE = 'usage: python -m ferroloop script.py [args...] | python -m ferroloop -m module [args...]'
+
+
+def main(argv):
+    if not argv or argv[0] in ('-h', '--help'):
+        print(USAGE, file=sys.stderr if not argv else sys.stdout)
+        return 2 if not argv else 0
+    install()
+    if argv[0] == '-m':
+        if len(argv) < 2:
+            print(USAGE, file=sys.stderr)
+            return 2
+        sys.argv = [argv[1], *argv[2:]]
+        sys.path.insert(0, os.getcwd())
+        runpy.run_module(argv[1], run_name='__main__', alter_sys=True)
+        return 0
+    script = argv[0]
+    sys.argv = list(argv)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
+    runpy.run_path(script, run_name='__main__')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))

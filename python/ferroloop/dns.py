@@ -1,0 +1,67 @@
+"""Name resolution: ``getaddrinfo``/``getnameinfo``.
+
+Numeric hosts and ports need no lookup, so they are answered on the loop's thread; anything
+else goes to the default executor, as asyncio does, because the C resolver blocks.
+"""
+
+import socket
+import time
+from asyncio.log import logger
+
+_NUMERIC = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
+_NUMERIC_NAMES = socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
+
+
+def _numeric_getaddrinfo(host, port, family, type, proto, flags):
+    """The answer for a numeric host and port, or None if a real lookup is needed."""
+    try:
+        return socket.getaddrinfo(host, port, family, type, proto, flags | _NUMERIC)
+    except socket.gaierror:
+        # Not numeric (or numeric but unresolvable for this family): let the full lookup,
+        # in the executor, give the authoritative answer or error.
+        return None
+    except (TypeError, ValueError, OverflowError, UnicodeError):
+        # Bad arguments fail the same way in the full lookup; let it raise them there.
+        return None
+
+
+class DnsMixin:
+
+    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+        """``socket.getaddrinfo`` without blocking the loop."""
+        if not self.get_debug():
+            result = _numeric_getaddrinfo(host, port, family, type, proto, flags)
+            if result is not None:
+                return result
+            return await self.run_in_executor(None, socket.getaddrinfo, host, port, family, type, proto, flags)
+        return await self.run_in_executor(None, _getaddrinfo_logged, host, port, family, type, proto, flags)
+
+    async def getnameinfo(self, sockaddr, flags=0):
+        """``socket.getnameinfo`` without blocking the loop."""
+        if flags & _NUMERIC_NAMES == _NUMERIC_NAMES:
+            return socket.getnameinfo(sockaddr, flags)
+        return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
+
+
+def _getaddrinfo_logged(host, port, family, type, proto, flags):
+    """Debug mode: the lookup with its arguments and duration logged, as asyncio does."""
+    parts = [f'{host}:{port!r}']
+    if family:
+        parts.append(f'family={family!r}')
+    if type:
+        parts.append(f'type={type!r}')
+    if proto:
+        parts.append(f'proto={proto!r}')
+    if flags:
+        parts.append(f'flags={flags!r}')
+    what = ', '.join(parts)
+    logger.debug('Get address info %s', what)
+    started = time.monotonic()
+    result = socket.getaddrinfo(host, port, family, type, proto, flags)
+    elapsed = time.monotonic() - started
+    message = f'Getting address info {what} took {elapsed * 1e3:.3f}ms: {result!r}'
+    if elapsed >= 0.1:  # the loop's default slow_callback_duration
+        logger.info(message)
+    else:
+        logger.debug(message)
+    return result

@@ -1,0 +1,76 @@
+"""The loop's exception handler: where errors that no caller can catch are reported."""
+
+import traceback
+from asyncio.log import logger
+
+
+class ExceptionHandlerMixin:
+
+    def _init_exception_handler(self):
+        self._exception_handler = None
+
+    def get_exception_handler(self):
+        """The custom exception handler, or None if the default one is in use."""
+        return self._exception_handler
+
+    def set_exception_handler(self, handler):
+        """Set ``handler(loop, context)`` as the exception handler (None: the default)."""
+        if handler is not None and not callable(handler):
+            raise TypeError(f'A callable object or None is expected, got {handler!r}')
+        self._exception_handler = handler
+
+    def default_exception_handler(self, context):
+        """Log ``context`` on the ``asyncio`` logger, in asyncio's format.
+
+        ``context['message']`` comes first, then every other key but ``exception`` (which
+        becomes the logged traceback), sorted; tracebacks of creation sites are formatted.
+        """
+        message = context.get('message') or 'Unhandled exception in event loop'
+        exception = context.get('exception')
+        exc_info = (type(exception), exception, exception.__traceback__) if exception is not None else False
+        lines = [message]
+        for key in sorted(context):
+            if key in ('message', 'exception'):
+                continue
+            value = context[key]
+            if key == 'source_traceback':
+                value = ('Object created at (most recent call last):\n'
+                         + ''.join(traceback.format_list(value)).rstrip())
+            elif key == 'handle_traceback':
+                value = ('Handle created at (most recent call last):\n'
+                         + ''.join(traceback.format_list(value)).rstrip())
+            else:
+                value = repr(value)
+            lines.append(f'{key}: {value}')
+        logger.error('\n'.join(lines), exc_info=exc_info)
+
+    def call_exception_handler(self, context):
+        """Report ``context`` to the exception handler.
+
+        A failing handler never takes the loop down: its error is logged by the default
+        handler instead (``SystemExit``/``KeyboardInterrupt`` still propagate).
+        """
+        if self._exception_handler is None:
+            try:
+                self.default_exception_handler(context)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                logger.error('Exception in default exception handler', exc_info=True)
+            return
+        try:
+            self._exception_handler(self, context)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            try:
+                self.default_exception_handler({
+                    'message': 'Unhandled error in exception handler',
+                    'exception': exc,
+                    'context': context,
+                })
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                logger.error('Exception in default exception handler while handling an '
+                             'unexpected error in custom exception handler', exc_info=True)

@@ -1,0 +1,75 @@
+"""``run_in_executor`` and the default executor."""
+
+import concurrent.futures
+import threading
+from asyncio import futures
+
+
+class ExecutorMixin:
+
+    def _init_executor(self):
+        self._default_executor = None
+        self._executor_shutdown_called = False
+
+    def _close_executor(self):
+        self._executor_shutdown_called = True
+        executor = self._default_executor
+        if executor is not None:
+            self._default_executor = None
+            executor.shutdown(wait=False)
+
+    def run_in_executor(self, executor, func, *args):
+        """Run ``func(*args)`` in ``executor`` (None: the default thread pool); return an
+        asyncio future for its result."""
+        if self.is_closed():
+            raise RuntimeError('Event loop is closed')
+        if self.get_debug():
+            from ._ferroloop import _check_callback
+            _check_callback(func, 'run_in_executor')
+        if executor is None:
+            if self._executor_shutdown_called:
+                raise RuntimeError('Executor shutdown has been called')
+            executor = self._default_executor
+            if executor is None:
+                executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix='asyncio')
+                self._default_executor = executor
+        return futures.wrap_future(executor.submit(func, *args), loop=self)
+
+    def set_default_executor(self, executor):
+        """Use ``executor`` (a ThreadPoolExecutor) for ``run_in_executor(None, ...)``."""
+        if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
+            raise TypeError('executor must be ThreadPoolExecutor instance')
+        self._default_executor = executor
+
+    async def shutdown_default_executor(self):
+        """Wait for the default executor's threads to finish, without blocking the loop."""
+        self._executor_shutdown_called = True
+        executor = self._default_executor
+        if executor is None:
+            return
+        done = self.create_future()
+        thread = threading.Thread(target=self._shutdown_executor_in_thread, args=(executor, done))
+        thread.start()
+        try:
+            await done
+        finally:
+            thread.join()
+
+    def _shutdown_executor_in_thread(self, executor, done):
+        try:
+            executor.shutdown(wait=True)
+            if not self.is_closed():
+                self.call_soon_threadsafe(_set_result_unless_cancelled, done, None)
+        except Exception as exc:
+            if not self.is_closed():
+                self.call_soon_threadsafe(_set_exception_unless_cancelled, done, exc)
+
+
+def _set_result_unless_cancelled(fut, result):
+    if not fut.cancelled():
+        fut.set_result(result)
+
+
+def _set_exception_unless_cancelled(fut, exc):
+    if not fut.cancelled():
+        fut.set_exception(exc)

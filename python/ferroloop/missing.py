@@ -1,0 +1,53 @@
+"""The parts of asyncio's loop API that ferroloop does not implement yet.
+
+Each raises NotImplementedError with a clear message (never a silent no-op); the README's
+feature table lists them.
+"""
+
+
+def _missing(name):
+    raise NotImplementedError(
+        f'ferroloop does not implement loop.{name}() yet (see the feature table in '
+        f"ferroloop's README); use asyncio's default loop for programs that need it")
+
+
+class MissingFeaturesMixin:
+
+    async def create_connection(self, protocol_factory, host=None, port=None, **kwargs):
+        _missing('create_connection')
+
+    async def create_server(self, protocol_factory, host=None, port=None, **kwargs):
+        _missing('create_server')
+
+    async def create_unix_connection(self, protocol_factory, path=None, **kwargs):
+        _missing('create_unix_connection')
+
+    async def create_unix_server(self, protocol_factory, path=None, **kwargs):
+        _missing('create_unix_server')
+
+    async def connect_accepted_socket(self, protocol_factory, sock, **kwargs):
+        _missing('connect_accepted_socket')
+
+    async def create_datagram_endpoint(self, protocol_factory, local_addr=None, remote_addr=None, **kwargs):
+        _missing('create_datagram_endpoint')
+
+    async def connect_read_pipe(self, protocol_factory, pipe):
+        _missing('connect_read_pipe')
+
+    async def connect_write_pipe(self, protocol_factory, pipe):
+        _missing('connect_write_pipe')
+
+    async def sendfile(self, transport, file, offset=0, count=None, *, fallback=True):
+        _missing('sendfile')
+
+    async def sock_sendfile(self, sock, file, offset=0, count=None, *, fallback=True):
+        _missing('sock_sendfile')
+
+    async def start_tls(self, transport, protocol, sslcontext, **kwargs):
+        _missing('start_tls')
+
+    async def subprocess_exec(self, protocol_factory, *args, **kwargs):
+        _missing('subprocess_exec')
+
+    async def subprocess_shell(self, protocol_factory, cmd, **kwargs):
+        _missing('subprocess_shell')

@@ -1,0 +1,152 @@
+"""The low-level socket API: ``sock_recv``, ``sock_sendall``, ``sock_accept``, ...
+
+``sock_recv``, ``sock_recv_into`` and ``sock_sendall`` are the hot ones: the loop core tries
+the syscall at once and, if it would block, completes a future from the poller without a
+Python callback per event. The others follow asyncio: try now, else retry each time the
+socket is ready. All of them are coroutines, like asyncio's, so bad arguments raise when
+awaited and ``create_task(loop.sock_recv(...))`` works.
+"""
+
+import socket
+
+try:
+    import ssl
+except ImportError:  # Python built without ssl
+    ssl = None
+
+
+def _check_socket(loop, sock):
+    if ssl is not None and isinstance(sock, ssl.SSLSocket):
+        raise TypeError('Socket cannot be of type SSLSocket')
+    # asyncio checks this only in debug mode; a blocking socket would freeze the whole loop,
+    # so ferroloop always refuses it.
+    if sock.gettimeout() != 0:
+        raise ValueError('the socket must be non-blocking')
+
+
+async def _await_op(op):
+    try:
+        return await op.future
+    except BaseException:
+        # Cancelled (or closed) while waiting: stop watching the fd now, so a later socket
+        # that reuses the fd number is not served this operation's readiness.
+        op.abandon()
+        raise
+
+
+class SockMixin:
+
+    async def sock_recv(self, sock, n):
+        """Receive up to ``n`` bytes from ``sock``."""
+        _check_socket(self, sock)
+        op = self._sock_recv(sock, n)
+        if op.__class__ is bytes:
+            return op
+        return await _await_op(op)
+
+    async def sock_recv_into(self, sock, buf):
+        """Receive into the writable buffer ``buf``; return the number of bytes received."""
+        _check_socket(self, sock)
+        op = self._sock_recv_into(sock, buf)
+        if op.__class__ is int:
+            return op
+        return await _await_op(op)
+
+    async def sock_sendall(self, sock, data):
+        """Send all of ``data``; return None once the kernel has taken every byte."""
+        _check_socket(self, sock)
+        op = self._sock_sendall(sock, data)
+        if op is None:
+            return None
+        return await _await_op(op)
+
+    async def sock_recvfrom(self, sock, bufsize):
+        """Receive a datagram of up to ``bufsize`` bytes; return ``(data, address)``."""
+        _check_socket(self, sock)
+        return await self._sock_retry(sock, False, sock.recvfrom, bufsize)
+
+    async def sock_recvfrom_into(self, sock, buf, nbytes=0):
+        """Receive a datagram into ``buf``; return ``(nbytes, address)``."""
+        _check_socket(self, sock)
+        if not nbytes:
+            nbytes = len(buf)
+        return await self._sock_retry(sock, False, sock.recvfrom_into, buf, nbytes)
+
+    async def sock_sendto(self, sock, data, address):
+        """Send a datagram to ``address``; return the number of bytes sent."""
+        _check_socket(self, sock)
+        # Looked up on every attempt: a later attempt must use what sock.sendto is then.
+        return await self._sock_retry(sock, True, lambda: sock.sendto(data, address))
+
+    async def sock_accept(self, sock):
+        """Accept a connection; return ``(conn, address)`` with ``conn`` non-blocking."""
+        _check_socket(self, sock)
+        conn, address = await self._sock_retry(sock, False, sock.accept)
+        conn.setblocking(False)
+        return conn, address
+
+    async def sock_connect(self, sock, address):
+        """Connect ``sock`` to ``address`` (resolved first for IP families)."""
+        _check_socket(self, sock)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            address = await self._resolve_one(address, sock.family, sock.type, sock.proto)
+        try:
+            sock.connect(address)
+            return None
+        except (BlockingIOError, InterruptedError):
+            # Connecting in the background: writable means finished, SO_ERROR tells how.
+            pass
+        return await self._sock_retry(sock, True, _connect_result, sock, address, first_now=False)
+
+    async def _resolve_one(self, address, family, type, proto):
+        host, port = address[:2]
+        infos = await self.getaddrinfo(host, port, family=family, type=type, proto=proto)
+        if not infos:
+            raise OSError(f'getaddrinfo({host!r}) returned empty list')
+        resolved = infos[0][4]
+        if family == socket.AF_INET6 and len(address) > 2:
+            # Keep the caller's flowinfo and scope id.
+            resolved = resolved[:2] + tuple(address[2:])
+        return resolved
+
+    async def _sock_retry(self, sock, write, attempt, *args, first_now=True):
+        """``attempt(*args)`` now, and again whenever ``sock`` is ready, until it stops
+        raising BlockingIOError; returns its result."""
+        if first_now:
+            try:
+                return attempt(*args)
+            except (BlockingIOError, InterruptedError):
+                pass
+        fut = self.create_future()
+        fd = sock.fileno()
+        self._ensure_fd_no_transport(fd)
+        handle = (self._add_writer if write else self._add_reader)(
+            fd, _retry_when_ready, fut, attempt, args)
+        try:
+            return await fut
+        finally:
+            if not handle.cancelled():
+                # Still ours (nobody replaced it): stop watching.
+                (self.remove_writer if write else self.remove_reader)(fd)
+            fut = None
+
+
+def _retry_when_ready(fut, attempt, args):
+    if fut.done():
+        return
+    try:
+        result = attempt(*args)
+    except (BlockingIOError, InterruptedError):
+        return
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
+
+
+def _connect_result(sock, address):
+    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err != 0:
+        raise OSError(err, f'Connect call failed {address}')

@@ -1,0 +1,334 @@
+//! `LoopCore`: the Rust half of `ferroloop.EventLoop` and the state every part of the loop
+//! shares. The scheduling API lives in `scheduling.rs`, the run loop in `run.rs`, fd watchers
+//! in `io.rs`; the Python class `ferroloop.EventLoop` subclasses this one and adds the
+//! rarely-hot API.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::{PyTraverseError, PyVisit};
+
+use super::gil_cell::{GilCell, GilFlag};
+use super::handle::TimerHandle;
+use super::io_table::{IoTable, Ready};
+use super::timer_heap::TimerHeap;
+use crate::errors::{loop_closed, os_error};
+use crate::reactor::{Events, Interest, Poller, Waker};
+
+/// The OS side of a loop: its epoll instance and its cross-thread waker. Shared through an
+/// `Arc` so a poll can run with the GIL released while `close()` may drop the loop's handle.
+pub struct Reactor {
+    pub poller: Poller,
+    pub waker: Waker,
+}
+
+pub struct LoopState {
+    pub ready: VecDeque<Ready>,
+    pub timers: TimerHeap<Py<TimerHandle>>,
+    /// Cancelled timers still in the heap, for deciding when to compact it.
+    pub cancelled_timers: usize,
+    pub io: IoTable,
+    pub events: Events,
+    /// None once the loop is closed.
+    pub reactor: Option<Arc<Reactor>>,
+    pub task_factory: Option<Py<PyAny>>,
+}
+
+#[pyclass(subclass, frozen, module = "ferroloop._ferroloop", name = "LoopCore")]
+pub struct LoopCore {
+    pub(crate) state: GilCell<LoopState>,
+    pub(crate) closed: GilFlag<bool>,
+    pub(crate) stopping: GilFlag<bool>,
+    pub(crate) debug: GilFlag<bool>,
+    pub(crate) slow_callback_duration: GilFlag<f64>,
+    /// `pthread_self()` of the thread running the loop (what `threading.get_ident()` returns).
+    pub(crate) thread_id: GilFlag<Option<u64>>,
+    /// True while the loop waits in the poller with the GIL released: only then does
+    /// `call_soon_threadsafe` need to write to the waker.
+    pub(crate) in_poll: GilFlag<bool>,
+    pub(crate) waker_fd: i32,
+    /// One buffer for every read the loop does on the user's behalf (allocated on first use).
+    read_buffer: GilCell<Vec<u8>>,
+    pub(crate) clock_resolution: f64,
+}
+
+/// The loop's clock: `CLOCK_MONOTONIC`, the clock of `time.monotonic()`, so deadlines computed
+/// from either agree.
+pub fn monotonic() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes into a live timespec; CLOCK_MONOTONIC cannot fail on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+fn clock_resolution() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes into a live timespec.
+    unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+pub fn current_thread_id() -> u64 {
+    // SAFETY: pthread_self cannot fail.
+    unsafe { libc::pthread_self() as u64 }
+}
+
+/// Size of the loop's read buffer: the most one read returns.
+pub const READ_BUFFER_SIZE: usize = 256 * 1024;
+
+impl LoopCore {
+    /// The loop's read buffer. Hold the borrow only across syscalls and the creation of
+    /// objects that cannot run Python code (bytes).
+    pub fn read_buffer(&self, py: Python<'_>) -> std::cell::RefMut<'_, Vec<u8>> {
+        let mut buffer = self.read_buffer.borrow_mut(py);
+        if buffer.is_empty() {
+            buffer.resize(READ_BUFFER_SIZE, 0);
+        }
+        buffer
+    }
+
+    pub fn debug_enabled(&self, py: Python<'_>) -> bool {
+        self.debug.get(py)
+    }
+
+    pub fn is_closed_flag(&self, py: Python<'_>) -> bool {
+        self.closed.get(py)
+    }
+
+    pub fn check_closed(&self, py: Python<'_>) -> PyResult<()> {
+        if self.closed.get(py) {
+            Err(loop_closed())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The reactor, or RuntimeError('Event loop is closed').
+    pub fn reactor(&self, py: Python<'_>) -> PyResult<Arc<Reactor>> {
+        self.state
+            .borrow(py)
+            .reactor
+            .clone()
+            .ok_or_else(loop_closed)
+    }
+
+    pub fn timer_cancelled(&self, py: Python<'_>) {
+        self.state.borrow_mut(py).cancelled_timers += 1;
+    }
+
+    /// Wakes the poller if the loop is blocked in it (another thread scheduled work).
+    pub fn wake(&self, py: Python<'_>) {
+        if self.in_poll.get(py) {
+            if let Some(reactor) = &self.state.borrow(py).reactor {
+                reactor.waker.wake();
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl LoopCore {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(
+        _args: &Bound<'_, pyo3::types::PyTuple>,
+        _kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
+    ) -> PyResult<Self> {
+        let poller = Poller::new().map_err(os_error)?;
+        let waker = Waker::new().map_err(os_error)?;
+        poller
+            .add(waker.as_raw_fd(), Interest::READABLE)
+            .map_err(os_error)?;
+        let waker_fd = waker.as_raw_fd();
+        Ok(LoopCore {
+            state: GilCell::new(LoopState {
+                ready: VecDeque::with_capacity(64),
+                timers: TimerHeap::default(),
+                cancelled_timers: 0,
+                io: IoTable::default(),
+                events: Events::with_capacity(256),
+                reactor: Some(Arc::new(Reactor { poller, waker })),
+                task_factory: None,
+            }),
+            closed: GilFlag::new(false),
+            stopping: GilFlag::new(false),
+            debug: GilFlag::new(false),
+            slow_callback_duration: GilFlag::new(0.1),
+            thread_id: GilFlag::new(None),
+            in_poll: GilFlag::new(false),
+            waker_fd,
+            read_buffer: GilCell::new(Vec::new()),
+            clock_resolution: clock_resolution(),
+        })
+    }
+
+    /// The loop's clock (`time.monotonic()`'s clock), in seconds.
+    fn time(&self) -> f64 {
+        monotonic()
+    }
+
+    fn is_running(&self, py: Python<'_>) -> bool {
+        self.thread_id.get(py).is_some()
+    }
+
+    fn is_closed(&self, py: Python<'_>) -> bool {
+        self.closed.get(py)
+    }
+
+    #[getter]
+    fn _closed(&self, py: Python<'_>) -> bool {
+        self.closed.get(py)
+    }
+
+    #[getter]
+    fn _stopping(&self, py: Python<'_>) -> bool {
+        self.stopping.get(py)
+    }
+
+    #[getter]
+    fn _thread_id(&self, py: Python<'_>) -> Option<u64> {
+        self.thread_id.get(py)
+    }
+
+    #[getter]
+    fn _clock_resolution(&self) -> f64 {
+        self.clock_resolution
+    }
+
+    /// Stops the loop after the callbacks already ready have run (the current iteration).
+    fn stop(&self, py: Python<'_>) {
+        self.stopping.set(py, true);
+    }
+
+    #[getter(_debug)]
+    fn get_debug_flag(&self, py: Python<'_>) -> bool {
+        self.debug.get(py)
+    }
+
+    #[setter(_debug)]
+    fn set_debug_flag(&self, py: Python<'_>, enabled: bool) {
+        self.debug.set(py, enabled);
+    }
+
+    #[getter(slow_callback_duration)]
+    fn get_slow_callback_duration(&self, py: Python<'_>) -> f64 {
+        self.slow_callback_duration.get(py)
+    }
+
+    #[setter(slow_callback_duration)]
+    fn set_slow_callback_duration(&self, py: Python<'_>, seconds: f64) {
+        self.slow_callback_duration.set(py, seconds);
+    }
+
+    /// Marks the loop running on this thread (`run_forever` calls it before its setup).
+    fn _enter_running(&self, py: Python<'_>) -> PyResult<()> {
+        self.check_closed(py)?;
+        if self.thread_id.get(py).is_some() {
+            return Err(PyRuntimeError::new_err(
+                "This event loop is already running",
+            ));
+        }
+        self.thread_id.set(py, Some(current_thread_id()));
+        Ok(())
+    }
+
+    /// Undoes `_enter_running`; also forgets a `stop()` request, as asyncio does.
+    fn _leave_running(&self, py: Python<'_>) {
+        self.stopping.set(py, false);
+        self.thread_id.set(py, None);
+    }
+
+    /// Drops every pending callback, timer and fd watcher and closes the loop's own fds. The
+    /// Python `close()` checks that the loop is not running and shuts the executor down.
+    fn _close_core(&self, py: Python<'_>) {
+        if self.closed.get(py) {
+            return;
+        }
+        self.closed.set(py, true);
+        let (ready, timers, watchers, owners, reactor, factory) = {
+            let mut st = self.state.borrow_mut(py);
+            let reactor = st.reactor.take();
+            let (watchers, owners) = match &reactor {
+                Some(r) => st.io.drain(&r.poller),
+                None => (Vec::new(), Vec::new()),
+            };
+            let ready = std::mem::take(&mut st.ready);
+            let timers = st.timers.drain();
+            st.cancelled_timers = 0;
+            (
+                ready,
+                timers,
+                watchers,
+                owners,
+                reactor,
+                st.task_factory.take(),
+            )
+        };
+        // Released outside the borrow: dropping them may run arbitrary Python code.
+        for timer in &timers {
+            timer.get().set_unscheduled(py);
+        }
+        drop((ready, timers, watchers, owners, factory));
+        drop(reactor);
+    }
+
+    /// Number of callbacks waiting in the ready queue (for tests and metrics).
+    #[getter]
+    fn _ready_count(&self, py: Python<'_>) -> usize {
+        self.state.borrow(py).ready.len()
+    }
+
+    /// Number of timers in the heap, cancelled ones included until they are dropped.
+    #[getter]
+    fn _timer_count(&self, py: Python<'_>) -> usize {
+        self.state.borrow(py).timers.len()
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        let Some(st) = self.state.try_borrow_unguarded() else {
+            return Ok(());
+        };
+        for item in &st.ready {
+            match item {
+                Ready::Handle(h) => visit.call(h)?,
+                Ready::Native(n) => visit.call(&n.target)?,
+            }
+        }
+        for timer in st.timers.iter() {
+            visit.call(timer)?;
+        }
+        st.io.traverse(&visit)?;
+        if let Some(f) = &st.task_factory {
+            visit.call(f)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let taken = self.state.try_borrow_mut_unguarded().map(|mut st| {
+            let watchers = match &st.reactor {
+                Some(r) => {
+                    let r = r.clone();
+                    st.io.drain(&r.poller)
+                }
+                None => (Vec::new(), Vec::new()),
+            };
+            (
+                std::mem::take(&mut st.ready),
+                st.timers.drain(),
+                st.task_factory.take(),
+                watchers,
+            )
+        });
+        // Dropped after the borrow ended: releasing them may run Python code.
+        drop(taken);
+    }
+}

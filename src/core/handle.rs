@@ -1,0 +1,447 @@
+//! `Handle` and `TimerHandle`: a callback with its arguments and context, as `call_soon`,
+//! `call_later` and `add_reader` return them.
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
+
+use super::event_loop::LoopCore;
+use super::gil_cell::{GilCell, GilFlag};
+use super::stdlib;
+
+struct Callback {
+    callback: Py<PyAny>,
+    args: Py<PyTuple>,
+}
+
+/// A scheduled callback. Cancelling it drops the callback and its arguments at once (as asyncio
+/// does), so a cancelled timer waiting in the heap holds no memory beyond itself.
+#[pyclass(subclass, frozen, module = "ferroloop", name = "Handle")]
+pub struct Handle {
+    callback: GilCell<Option<Callback>>,
+    context: Py<PyAny>,
+    loop_: Py<PyAny>,
+    cancelled: GilFlag<bool>,
+    /// Debug mode: where the handle was created, as asyncio's `_source_traceback`.
+    source_traceback: Option<Py<PyAny>>,
+    /// Debug mode: the repr at cancellation, so a cancelled handle still names its callback.
+    cancelled_repr: GilCell<Option<String>>,
+}
+
+pub enum RunOutcome {
+    Ok,
+    /// The exception escaped the callback and must leave the loop (`SystemExit`,
+    /// `KeyboardInterrupt`, or an error raised by the exception handler itself).
+    Propagate(PyErr),
+}
+
+impl Handle {
+    /// `context` None means "the current context", copied now, as asyncio does.
+    pub fn new(
+        py: Python<'_>,
+        callback: Py<PyAny>,
+        args: Py<PyTuple>,
+        context: Option<Py<PyAny>>,
+        loop_: Py<PyAny>,
+        debug: bool,
+    ) -> PyResult<Handle> {
+        let context = match context {
+            Some(ctx) => ctx,
+            // SAFETY: returns a new reference or NULL with an exception set.
+            None => unsafe {
+                Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())?.unbind()
+            },
+        };
+        let source_traceback = if debug {
+            Some(capture_source_traceback(py)?)
+        } else {
+            None
+        };
+        Ok(Handle {
+            callback: GilCell::new(Some(Callback { callback, args })),
+            context,
+            loop_,
+            cancelled: GilFlag::new(false),
+            source_traceback,
+            cancelled_repr: GilCell::new(None),
+        })
+    }
+
+    pub fn is_cancelled(&self, py: Python<'_>) -> bool {
+        self.cancelled.get(py)
+    }
+
+    pub fn loop_obj(&self) -> &Py<PyAny> {
+        &self.loop_
+    }
+
+    /// Marks the handle cancelled; true if it was not already.
+    fn mark_cancelled(slf: &Bound<'_, Handle>) -> PyResult<bool> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.cancelled.get(py) {
+            return Ok(false);
+        }
+        if loop_debug(py, &this.loop_) {
+            let text = repr_of(slf)?;
+            *this.cancelled_repr.borrow_mut(py) = Some(text);
+        }
+        this.cancelled.set(py, true);
+        let dropped = this.callback.borrow_mut(py).take();
+        drop(dropped);
+        Ok(true)
+    }
+
+    /// Runs the callback in its context. Errors other than `SystemExit`/`KeyboardInterrupt`
+    /// go to the loop's exception handler, as `asyncio.Handle._run` does.
+    pub fn run(slf: &Bound<'_, Handle>) -> RunOutcome {
+        let py = slf.py();
+        let this = slf.get();
+        let (callback, args) = match &*this.callback.borrow(py) {
+            Some(cb) => (cb.callback.clone_ref(py), cb.args.clone_ref(py)),
+            None => return RunOutcome::Ok,
+        };
+        match call_in_context(py, this.context.bind(py), callback.bind(py), args.bind(py)) {
+            Ok(()) => RunOutcome::Ok,
+            Err(err) => report_callback_error(py, err, slf.as_any(), &callback, &args, this),
+        }
+    }
+
+    fn repr_parts(slf: &Bound<'_, Handle>) -> PyResult<Vec<String>> {
+        let py = slf.py();
+        let this = slf.get();
+        let class_name = slf.get_type().name()?.to_string();
+        let mut info = vec![class_name];
+        if this.cancelled.get(py) {
+            info.push("cancelled".to_owned());
+        }
+        let callback = this
+            .callback
+            .borrow(py)
+            .as_ref()
+            .map(|cb| (cb.callback.clone_ref(py), cb.args.clone_ref(py)));
+        if let Some((callback, args)) = callback {
+            let text = stdlib::format_callback_source(py)?.call1((callback, args))?;
+            info.push(text.extract::<String>()?);
+        }
+        if let Some(created) = created_at(py, &this.source_traceback)? {
+            info.push(created);
+        }
+        Ok(info)
+    }
+}
+
+/// Runs `callback(*args)` inside `context`. A real `contextvars.Context` is entered through the
+/// C API (no `Context.run` call, no argument re-packing); anything else is asked to `.run()`.
+pub fn call_in_context(
+    py: Python<'_>,
+    context: &Bound<'_, PyAny>,
+    callback: &Bound<'_, PyAny>,
+    args: &Bound<'_, PyTuple>,
+) -> PyResult<()> {
+    // SAFETY: all pointers are live borrowed references; PyContext_Enter/Exit are paired and
+    // the call result is an owned reference we release at once.
+    unsafe {
+        if ffi::PyContext_CheckExact(context.as_ptr()) != 0 {
+            if ffi::PyContext_Enter(context.as_ptr()) < 0 {
+                return Err(PyErr::fetch(py));
+            }
+            let result = ffi::PyObject_Call(callback.as_ptr(), args.as_ptr(), std::ptr::null_mut());
+            let failed = result.is_null();
+            let pending = if failed { Some(PyErr::fetch(py)) } else { None };
+            ffi::Py_XDECREF(result);
+            if ffi::PyContext_Exit(context.as_ptr()) < 0 {
+                return Err(PyErr::fetch(py));
+            }
+            match pending {
+                Some(err) => Err(err),
+                None => Ok(()),
+            }
+        } else {
+            let mut full = Vec::with_capacity(args.len() + 1);
+            full.push(callback.clone());
+            full.extend(args.iter());
+            context.call_method1("run", PyTuple::new(py, full)?)?;
+            Ok(())
+        }
+    }
+}
+
+fn report_callback_error(
+    py: Python<'_>,
+    err: PyErr,
+    handle: &Bound<'_, PyAny>,
+    callback: &Py<PyAny>,
+    args: &Py<PyTuple>,
+    this: &Handle,
+) -> RunOutcome {
+    if err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py) {
+        return RunOutcome::Propagate(err);
+    }
+    let result = (|| -> PyResult<()> {
+        let source = stdlib::format_callback_source(py)?.call1((callback, args))?;
+        let context = PyDict::new(py);
+        context.set_item("message", format!("Exception in callback {source}"))?;
+        context.set_item("exception", err.value(py))?;
+        context.set_item("handle", handle)?;
+        if let Some(tb) = &this.source_traceback {
+            context.set_item("source_traceback", tb)?;
+        }
+        this.loop_
+            .bind(py)
+            .call_method1("call_exception_handler", (context,))?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => RunOutcome::Ok,
+        Err(handler_err) => RunOutcome::Propagate(handler_err),
+    }
+}
+
+fn capture_source_traceback(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    // No Rust frame sits on the Python stack, so frame 0 is the caller of call_soon & co.:
+    // the same stack asyncio ends up with after trimming its own frames.
+    let frame = stdlib::sys_getframe(py)?.call1((0,))?;
+    Ok(stdlib::extract_stack(py)?.call1((frame,))?.unbind())
+}
+
+fn created_at(py: Python<'_>, tb: &Option<Py<PyAny>>) -> PyResult<Option<String>> {
+    let Some(tb) = tb else { return Ok(None) };
+    let tb = tb.bind(py);
+    if !tb.is_truthy()? {
+        return Ok(None);
+    }
+    let frame = tb.get_item(-1)?;
+    let filename = frame.get_item(0)?.str()?;
+    let lineno = frame.get_item(1)?.str()?;
+    Ok(Some(format!("created at {filename}:{lineno}")))
+}
+
+fn loop_debug(py: Python<'_>, loop_: &Py<PyAny>) -> bool {
+    loop_
+        .bind(py)
+        .cast::<LoopCore>()
+        .map(|l| l.get().debug_enabled(py))
+        .unwrap_or(false)
+}
+
+fn repr_of(slf: &Bound<'_, Handle>) -> PyResult<String> {
+    slf.as_any().repr()?.extract()
+}
+
+#[pymethods]
+impl Handle {
+    fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Handle::mark_cancelled(slf)?;
+        Ok(())
+    }
+
+    fn cancelled(&self, py: Python<'_>) -> bool {
+        self.cancelled.get(py)
+    }
+
+    fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.context.clone_ref(py)
+    }
+
+    fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
+        match Handle::run(slf) {
+            RunOutcome::Ok => Ok(()),
+            RunOutcome::Propagate(err) => Err(err),
+        }
+    }
+
+    #[getter]
+    fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.callback
+            .borrow(py)
+            .as_ref()
+            .map(|cb| cb.callback.clone_ref(py))
+    }
+
+    #[getter]
+    fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
+        self.callback
+            .borrow(py)
+            .as_ref()
+            .map(|cb| cb.args.clone_ref(py))
+    }
+
+    #[getter]
+    fn _cancelled(&self, py: Python<'_>) -> bool {
+        self.cancelled.get(py)
+    }
+
+    #[getter]
+    fn _loop(&self, py: Python<'_>) -> Py<PyAny> {
+        self.loop_.clone_ref(py)
+    }
+
+    #[getter]
+    fn _context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.context.clone_ref(py)
+    }
+
+    #[getter]
+    fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.source_traceback.as_ref().map(|tb| tb.clone_ref(py))
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        if let Some(text) = &*slf.get().cancelled_repr.borrow(slf.py()) {
+            return Ok(text.clone());
+        }
+        Ok(format!("<{}>", Handle::repr_parts(slf)?.join(" ")))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.context)?;
+        visit.call(&self.loop_)?;
+        if let Some(tb) = &self.source_traceback {
+            visit.call(tb)?;
+        }
+        if let Some(cb) = self.callback.try_borrow_unguarded() {
+            if let Some(cb) = &*cb {
+                visit.call(&cb.callback)?;
+                visit.call(&cb.args)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let taken = self
+            .callback
+            .try_borrow_mut_unguarded()
+            .and_then(|mut cb| cb.take());
+        drop(taken);
+    }
+}
+
+/// A handle that runs at a deadline on the loop's clock.
+#[pyclass(extends = Handle, frozen, module = "ferroloop", name = "TimerHandle")]
+pub struct TimerHandle {
+    when: f64,
+    /// In the loop's timer heap; cleared when it moves to the ready queue. A cancelled timer
+    /// that is still scheduled counts towards the loop's heap compaction.
+    scheduled: GilFlag<bool>,
+}
+
+impl TimerHandle {
+    pub fn new(when: f64) -> TimerHandle {
+        TimerHandle {
+            when,
+            scheduled: GilFlag::new(true),
+        }
+    }
+
+    pub fn when_value(&self) -> f64 {
+        self.when
+    }
+
+    pub fn set_unscheduled(&self, py: Python<'_>) {
+        self.scheduled.set(py, false);
+    }
+}
+
+#[pymethods]
+impl TimerHandle {
+    fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let base = slf.as_super();
+        if Handle::mark_cancelled(base)? && slf.get().scheduled.get(py) {
+            if let Ok(loop_) = base.get().loop_.bind(py).cast::<LoopCore>() {
+                loop_.get().timer_cancelled(py);
+            }
+        }
+        Ok(())
+    }
+
+    fn when(&self) -> f64 {
+        self.when
+    }
+
+    #[getter]
+    fn _when(&self) -> f64 {
+        self.when
+    }
+
+    #[getter]
+    fn _scheduled(&self, py: Python<'_>) -> bool {
+        self.scheduled.get(py)
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let py = slf.py();
+        let base = slf.as_super();
+        if let Some(text) = &*base.get().cancelled_repr.borrow(py) {
+            return Ok(text.clone());
+        }
+        let mut parts = Handle::repr_parts(base)?;
+        let pos = if base.get().is_cancelled(py) { 2 } else { 1 };
+        parts.insert(pos, format!("when={}", float_repr(py, slf.get().when)?));
+        Ok(format!("<{}>", parts.join(" ")))
+    }
+
+    fn __hash__(&self, py: Python<'_>) -> PyResult<isize> {
+        self.when.into_pyobject(py)?.hash()
+    }
+
+    fn __richcmp__(
+        slf: &Bound<'_, Self>,
+        other: &Bound<'_, PyAny>,
+        op: pyo3::basic::CompareOp,
+    ) -> PyResult<Py<PyAny>> {
+        use pyo3::basic::CompareOp::*;
+        let py = slf.py();
+        let Ok(other) = other.cast::<TimerHandle>() else {
+            return Ok(py.NotImplemented());
+        };
+        let (a, b) = (slf.get().when, other.get().when);
+        let result = match op {
+            Lt => a < b,
+            Gt => a > b,
+            Le => a < b || TimerHandle::same_timer(slf, other)?,
+            Ge => a > b || TimerHandle::same_timer(slf, other)?,
+            Eq => TimerHandle::same_timer(slf, other)?,
+            Ne => !TimerHandle::same_timer(slf, other)?,
+        };
+        Ok(pyo3::types::PyBool::new(py, result)
+            .to_owned()
+            .into_any()
+            .unbind())
+    }
+}
+
+impl TimerHandle {
+    /// asyncio's TimerHandle equality: same deadline, callback, arguments and cancelled state.
+    fn same_timer(a: &Bound<'_, TimerHandle>, b: &Bound<'_, TimerHandle>) -> PyResult<bool> {
+        if a.is(b) {
+            return Ok(true);
+        }
+        let py = a.py();
+        let (x, y) = (a.as_super().get(), b.as_super().get());
+        if a.get().when != b.get().when || x.is_cancelled(py) != y.is_cancelled(py) {
+            return Ok(false);
+        }
+        let parts = |h: &Handle| {
+            h.callback
+                .borrow(py)
+                .as_ref()
+                .map(|cb| (cb.callback.clone_ref(py), cb.args.clone_ref(py)))
+        };
+        match (parts(x), parts(y)) {
+            (Some((f, p)), Some((g, q))) => {
+                Ok(f.bind(py).eq(g.bind(py))? && p.bind(py).eq(q.bind(py))?)
+            }
+            (None, None) => Ok(true),
+            _ => Ok(false),
+        }
+    }
+}
+
+fn float_repr(py: Python<'_>, value: f64) -> PyResult<String> {
+    value.into_pyobject(py)?.repr()?.extract()
+}

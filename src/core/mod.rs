@@ -1,0 +1,12 @@
+//! The loop: ready queue, timer heap, run loop, handles, fd watchers, debug reports.
+
+pub mod debug;
+pub mod event_loop;
+pub mod gil_cell;
+pub mod handle;
+pub mod io;
+pub mod io_table;
+pub mod run;
+pub mod scheduling;
+pub mod stdlib;
+pub mod timer_heap;

@@ -1,0 +1,248 @@
+//! The run loop: one iteration mirrors asyncio's `BaseEventLoop._run_once`.
+
+use std::io;
+use std::time::Duration;
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::debug;
+use super::event_loop::{monotonic, LoopCore};
+use super::handle::{Handle, RunOutcome, TimerHandle};
+use super::io_table::{NativeWatcher, Ready};
+use crate::errors::os_error;
+
+/// asyncio's MAXIMUM_SELECT_TIMEOUT: never sleep longer than a day in one poll.
+const MAX_POLL_TIMEOUT: f64 = 24.0 * 3600.0;
+/// Compact the timer heap when it holds more than this many timers, over half cancelled.
+const MIN_TIMERS_TO_COMPACT: usize = 100;
+
+impl LoopCore {
+    /// Drops cancelled timers: all of them when they are most of a large heap, otherwise just
+    /// those at the top (so the poll timeout is computed from a live timer).
+    fn drop_cancelled_timers(&self, py: Python<'_>) {
+        let compact = {
+            let st = self.state.borrow(py);
+            st.timers.len() > MIN_TIMERS_TO_COMPACT && st.cancelled_timers * 2 > st.timers.len()
+        };
+        if compact {
+            let mut removed = Vec::new();
+            {
+                let mut st = self.state.borrow_mut(py);
+                st.timers.retain(
+                    |t| !t.bind(py).as_super().get().is_cancelled(py),
+                    |t| removed.push(t),
+                );
+                st.cancelled_timers = 0;
+                st.timers.shrink_if_sparse();
+            }
+            for timer in &removed {
+                timer.get().set_unscheduled(py);
+            }
+            drop(removed);
+            return;
+        }
+        loop {
+            let popped = {
+                let mut st = self.state.borrow_mut(py);
+                match st.timers.peek() {
+                    Some((_, t)) if t.bind(py).as_super().get().is_cancelled(py) => {
+                        st.cancelled_timers = st.cancelled_timers.saturating_sub(1);
+                        st.timers.pop()
+                    }
+                    _ => None,
+                }
+            };
+            match popped {
+                Some((_, timer)) => {
+                    timer.get().set_unscheduled(py);
+                    drop(timer);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// How long the poll may block: not at all if work is ready or a stop was asked for,
+    /// until the nearest timer otherwise, forever if there is nothing to wait for but I/O.
+    fn poll_timeout(&self, py: Python<'_>) -> Option<Duration> {
+        let st = self.state.borrow(py);
+        if !st.ready.is_empty() || self.stopping.get(py) {
+            return Some(Duration::ZERO);
+        }
+        st.timers.peek().map(|(when, _)| {
+            let delay = (when - monotonic()).clamp(0.0, MAX_POLL_TIMEOUT);
+            // NaN deadlines (call_at(float('nan'))) fire at once rather than never.
+            Duration::try_from_secs_f64(delay).unwrap_or(Duration::ZERO)
+        })
+    }
+
+    /// Waits for I/O and queues the watchers of every ready fd.
+    fn poll_io(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<()> {
+        let (reactor, mut events) = {
+            let mut st = self.state.borrow_mut(py);
+            let reactor = st.reactor.clone().ok_or_else(crate::errors::loop_closed)?;
+            (reactor, std::mem::take(&mut st.events))
+        };
+        let result = if timeout == Some(Duration::ZERO) {
+            // A non-blocking poll is one quick syscall: not worth releasing the GIL for.
+            reactor.poller.wait(&mut events, timeout)
+        } else {
+            self.in_poll.set(py, true);
+            let result = py.detach(|| reactor.poller.wait(&mut events, timeout));
+            self.in_poll.set(py, false);
+            result
+        };
+        let interrupted = match result {
+            Ok(_) => false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
+            Err(e) => {
+                self.state.borrow_mut(py).events = events;
+                return Err(os_error(e));
+            }
+        };
+        {
+            let mut guard = self.state.borrow_mut(py);
+            let st = &mut *guard;
+            for event in events.iter() {
+                if event.fd == self.waker_fd {
+                    reactor.waker.drain();
+                } else {
+                    st.io.dispatch(py, &reactor.poller, event, &mut st.ready);
+                }
+            }
+            events.grow_if_full();
+            st.events = events;
+        }
+        if interrupted {
+            // A signal arrived: run the Python-level handlers now (Ctrl-C raises
+            // KeyboardInterrupt here and leaves run_forever, as with asyncio).
+            py.check_signals()?;
+        }
+        Ok(())
+    }
+
+    /// Moves every timer that is due to the ready queue.
+    fn queue_due_timers(&self, py: Python<'_>) {
+        let end_time = monotonic() + self.clock_resolution;
+        loop {
+            let due = {
+                let mut st = self.state.borrow_mut(py);
+                match st.timers.peek() {
+                    Some((when, _)) if when < end_time => {}
+                    _ => break,
+                }
+                let (_, timer) = st.timers.pop().expect("peeked above");
+                timer.get().set_unscheduled(py);
+                let bound = timer.bind(py);
+                if bound.as_super().get().is_cancelled(py) {
+                    st.cancelled_timers = st.cancelled_timers.saturating_sub(1);
+                    Some(timer)
+                } else {
+                    let base: Py<Handle> = bound.clone().into_super().unbind();
+                    st.ready.push_back(Ready::Handle(base));
+                    None
+                }
+            };
+            drop::<Option<Py<TimerHandle>>>(due);
+        }
+    }
+
+    /// Runs the callbacks that were ready when this pass began; those they schedule wait for
+    /// the next iteration.
+    fn run_ready(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let ntodo = this.state.borrow(py).ready.len();
+        for _ in 0..ntodo {
+            let Some(item) = this.state.borrow_mut(py).ready.pop_front() else {
+                break;
+            };
+            let debug = this.debug.get(py);
+            let started = if debug { monotonic() } else { 0.0 };
+            let outcome = match &item {
+                Ready::Handle(handle) => {
+                    let handle = handle.bind(py);
+                    if handle.get().is_cancelled(py) {
+                        continue;
+                    }
+                    Handle::run(handle)
+                }
+                Ready::Native(watcher) => run_native(slf, watcher),
+            };
+            if let RunOutcome::Propagate(err) = outcome {
+                return Err(err);
+            }
+            if debug {
+                let elapsed = monotonic() - started;
+                if elapsed >= this.slow_callback_duration.get(py) {
+                    debug::warn_slow_callback(py, &item, elapsed)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One iteration: poll, queue due timers, run what is ready.
+    pub fn run_once(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        this.drop_cancelled_timers(py);
+        let timeout = this.poll_timeout(py);
+        this.poll_io(py, timeout)?;
+        this.queue_due_timers(py);
+        LoopCore::run_ready(slf)
+    }
+}
+
+/// Runs a native watcher; its errors go to the exception handler like a callback's.
+fn run_native(slf: &Bound<'_, LoopCore>, watcher: &NativeWatcher) -> RunOutcome {
+    let py = slf.py();
+    let target = watcher.target.bind(py);
+    match (watcher.on_ready)(slf, target) {
+        Ok(()) => RunOutcome::Ok,
+        Err(err)
+            if err.is_instance_of::<PySystemExit>(py)
+                || err.is_instance_of::<PyKeyboardInterrupt>(py) =>
+        {
+            RunOutcome::Propagate(err)
+        }
+        Err(err) => {
+            let reported = (|| -> PyResult<()> {
+                let context = PyDict::new(py);
+                context.set_item(
+                    "message",
+                    format!("Exception in callback {}", target.repr()?),
+                )?;
+                context.set_item("exception", err.value(py))?;
+                slf.call_method1("call_exception_handler", (context,))?;
+                Ok(())
+            })();
+            match reported {
+                Ok(()) => RunOutcome::Ok,
+                Err(e) => RunOutcome::Propagate(e),
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl LoopCore {
+    /// Runs iterations until `stop()` is called. `run_forever` wraps this with the
+    /// running-loop, asyncgen-hook and origin-tracking setup.
+    fn _run_until_stopped(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        loop {
+            LoopCore::run_once(slf)?;
+            if slf.get().stopping.get(py) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs exactly one iteration (for tests and embedders).
+    fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+        LoopCore::run_once(slf)
+    }
+}

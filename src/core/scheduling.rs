@@ -1,0 +1,292 @@
+//! Scheduling: `call_soon`, `call_soon_threadsafe`, `call_later`, `call_at`, futures and tasks.
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyTuple;
+use pyo3::PyClassInitializer;
+
+use super::event_loop::{current_thread_id, monotonic, LoopCore};
+use super::handle::{Handle, TimerHandle};
+use super::io_table::Ready;
+use super::stdlib;
+
+/// Refuses what asyncio's debug mode refuses. Done in every mode: `callable()` costs next to
+/// nothing, and a bad callback found now beats a TypeError in the exception handler later.
+/// The coroutine-function test is debug-only, as in asyncio (it is not cheap).
+pub fn check_callback(
+    py: Python<'_>,
+    callback: &Bound<'_, PyAny>,
+    method: &str,
+    debug: bool,
+) -> PyResult<()> {
+    let is_coroutine = |cb: &Bound<'_, PyAny>| -> PyResult<bool> {
+        Ok(stdlib::iscoroutine(py)?.call1((cb,))?.is_truthy()?
+            || stdlib::iscoroutinefunction(py)?.call1((cb,))?.is_truthy()?)
+    };
+    if !callback.is_callable() {
+        if is_coroutine(callback)? {
+            return Err(PyTypeError::new_err(format!(
+                "coroutines cannot be used with {method}()"
+            )));
+        }
+        return Err(PyTypeError::new_err(format!(
+            "a callable object was expected by {method}(), got {}",
+            callback.repr()?
+        )));
+    }
+    if debug && is_coroutine(callback)? {
+        return Err(PyTypeError::new_err(format!(
+            "coroutines cannot be used with {method}()"
+        )));
+    }
+    Ok(())
+}
+
+impl LoopCore {
+    /// Debug mode: non-thread-safe methods must be called from the loop's own thread.
+    pub fn check_thread(&self, py: Python<'_>) -> PyResult<()> {
+        match self.thread_id.get(py) {
+            Some(owner) if owner != current_thread_id() => Err(PyRuntimeError::new_err(
+                "Non-thread-safe operation invoked on an event loop other than the current one",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn new_handle(
+        slf: &Bound<'_, LoopCore>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Handle> {
+        let py = slf.py();
+        Handle::new(
+            py,
+            callback.unbind(),
+            args.unbind(),
+            context.map(Bound::unbind),
+            slf.clone().into_any().unbind(),
+            slf.get().debug.get(py),
+        )
+    }
+
+    /// Appends a handle to the ready queue (the common tail of call_soon and friends).
+    pub fn push_ready(&self, py: Python<'_>, handle: Py<Handle>) {
+        self.state
+            .borrow_mut(py)
+            .ready
+            .push_back(Ready::Handle(handle));
+    }
+
+    fn schedule_timer(
+        slf: &Bound<'_, LoopCore>,
+        when: f64,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+        method: &str,
+    ) -> PyResult<Py<TimerHandle>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed(py)?;
+        let debug = this.debug.get(py);
+        if debug {
+            this.check_thread(py)?;
+        }
+        check_callback(py, &callback, method, debug)?;
+        let base = LoopCore::new_handle(slf, callback, args, context)?;
+        let timer = Py::new(
+            py,
+            PyClassInitializer::from(base).add_subclass(TimerHandle::new(when)),
+        )?;
+        this.state
+            .borrow_mut(py)
+            .timers
+            .push(when, timer.clone_ref(py));
+        Ok(timer)
+    }
+}
+
+#[pymethods]
+impl LoopCore {
+    /// Schedules `callback(*args)` for the next iteration, in `context` (default: a copy of
+    /// the current context). Returns a `Handle` that can cancel it.
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed(py)?;
+        let debug = this.debug.get(py);
+        if debug {
+            this.check_thread(py)?;
+        }
+        check_callback(py, &callback, "call_soon", debug)?;
+        let handle = Py::new(py, LoopCore::new_handle(slf, callback, args, context)?)?;
+        this.push_ready(py, handle.clone_ref(py));
+        Ok(handle)
+    }
+
+    /// `call_soon` from any thread: also wakes the loop if it is waiting for I/O.
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon_threadsafe(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed(py)?;
+        check_callback(py, &callback, "call_soon_threadsafe", this.debug.get(py))?;
+        let handle = Py::new(py, LoopCore::new_handle(slf, callback, args, context)?)?;
+        this.push_ready(py, handle.clone_ref(py));
+        this.wake(py);
+        Ok(handle)
+    }
+
+    /// Schedules `callback(*args)` to run `delay` seconds from now.
+    #[pyo3(signature = (delay, callback, *args, context=None))]
+    fn call_later(
+        slf: &Bound<'_, Self>,
+        delay: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        if delay.is_none() {
+            return Err(PyTypeError::new_err("delay must not be None"));
+        }
+        let delay: f64 = delay.extract()?;
+        LoopCore::schedule_timer(
+            slf,
+            monotonic() + delay,
+            callback,
+            args,
+            context,
+            "call_later",
+        )
+    }
+
+    /// Schedules `callback(*args)` to run at `when`, a time on the loop's clock.
+    #[pyo3(signature = (when, callback, *args, context=None))]
+    fn call_at(
+        slf: &Bound<'_, Self>,
+        when: &Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        if when.is_none() {
+            return Err(PyTypeError::new_err("when cannot be None"));
+        }
+        let when: f64 = when.extract()?;
+        LoopCore::schedule_timer(slf, when, callback, args, context, "call_at")
+    }
+
+    /// A new `asyncio.Future` attached to this loop.
+    fn create_future<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        static KW: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+        let py = slf.py();
+        let kwnames = stdlib::kwnames(py, &KW, &["loop"])?;
+        stdlib::vectorcall(stdlib::future_type(py)?, [slf.as_any()], Some(kwnames))
+    }
+
+    /// Wraps a coroutine in an `asyncio.Task` (or what the task factory makes of it).
+    #[pyo3(signature = (coro, *, name=None, context=None))]
+    fn create_task<'py>(
+        slf: &Bound<'py, Self>,
+        coro: &Bound<'py, PyAny>,
+        name: Option<&Bound<'py, PyAny>>,
+        context: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        static KW_LOOP: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+        static KW_LOOP_NAME: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+        static KW_LOOP_CONTEXT: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+        static KW_ALL: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+        static KW_CONTEXT: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed(py)?;
+        let factory = this
+            .state
+            .borrow(py)
+            .task_factory
+            .as_ref()
+            .map(|f| f.clone_ref(py));
+        let lp = slf.as_any();
+        match factory {
+            None => {
+                let task = stdlib::task_type(py)?;
+                match (name, context) {
+                    (None, None) => stdlib::vectorcall(
+                        task,
+                        [coro, lp],
+                        Some(stdlib::kwnames(py, &KW_LOOP, &["loop"])?),
+                    ),
+                    (Some(n), None) => stdlib::vectorcall(
+                        task,
+                        [coro, lp, n],
+                        Some(stdlib::kwnames(py, &KW_LOOP_NAME, &["loop", "name"])?),
+                    ),
+                    (None, Some(c)) => stdlib::vectorcall(
+                        task,
+                        [coro, lp, c],
+                        Some(stdlib::kwnames(py, &KW_LOOP_CONTEXT, &["loop", "context"])?),
+                    ),
+                    (Some(n), Some(c)) => stdlib::vectorcall(
+                        task,
+                        [coro, lp, n, c],
+                        Some(stdlib::kwnames(py, &KW_ALL, &["loop", "name", "context"])?),
+                    ),
+                }
+            }
+            Some(factory) => {
+                let factory = factory.bind(py);
+                let task = match context {
+                    None => stdlib::vectorcall(factory, [lp, coro], None)?,
+                    Some(c) => stdlib::vectorcall(
+                        factory,
+                        [lp, coro, c],
+                        Some(stdlib::kwnames(py, &KW_CONTEXT, &["context"])?),
+                    )?,
+                };
+                if let Some(n) = name {
+                    stdlib::set_task_name(py)?.call1((&task, n))?;
+                }
+                Ok(task)
+            }
+        }
+    }
+
+    /// Sets the factory `create_task` uses: `factory(loop, coro, context=None)`, or None for
+    /// plain `asyncio.Task`.
+    fn set_task_factory(&self, py: Python<'_>, factory: &Bound<'_, PyAny>) -> PyResult<()> {
+        if !factory.is_none() && !factory.is_callable() {
+            return Err(PyTypeError::new_err(
+                "task factory must be a callable or None",
+            ));
+        }
+        let new = if factory.is_none() {
+            None
+        } else {
+            Some(factory.clone().unbind())
+        };
+        let old = std::mem::replace(&mut self.state.borrow_mut(py).task_factory, new);
+        drop(old);
+        Ok(())
+    }
+
+    fn get_task_factory(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.state
+            .borrow(py)
+            .task_factory
+            .as_ref()
+            .map(|f| f.clone_ref(py))
+    }
+}

@@ -1,0 +1,83 @@
+//! The CPython objects the core calls, looked up once per process.
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyString, PyTuple};
+
+macro_rules! cached_attr {
+    ($(#[$doc:meta])* $name:ident, $module:literal, $attr:literal) => {
+        $(#[$doc])*
+        pub fn $name(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+            static CELL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+            CELL.get_or_try_init(py, || Ok::<_, PyErr>(py.import($module)?.getattr($attr)?.unbind()))
+                .map(|obj| obj.bind(py))
+        }
+    };
+}
+
+cached_attr!(
+    /// `asyncio.Future`: the C implementation, so futures are exactly asyncio's.
+    future_type, "asyncio", "Future");
+cached_attr!(
+    /// `asyncio.Task`.
+    task_type, "asyncio", "Task");
+cached_attr!(
+    /// `asyncio.format_helpers._format_callback_source(callback, args)`: how asyncio names a
+    /// callback in reprs and error messages.
+    format_callback_source, "asyncio.format_helpers", "_format_callback_source");
+cached_attr!(
+    /// `asyncio.format_helpers.extract_stack(frame)`: debug-mode source tracebacks.
+    extract_stack, "asyncio.format_helpers", "extract_stack");
+cached_attr!(
+    /// The `asyncio` logger, so ferroloop's warnings obey the user's logging configuration.
+    asyncio_logger, "asyncio.log", "logger");
+cached_attr!(
+    /// `asyncio.coroutines.iscoroutine`.
+    iscoroutine, "asyncio.coroutines", "iscoroutine");
+cached_attr!(
+    /// `asyncio.coroutines.iscoroutinefunction`.
+    iscoroutinefunction, "asyncio.coroutines", "iscoroutinefunction");
+cached_attr!(
+    /// `sys._getframe`, for debug-mode source tracebacks.
+    sys_getframe, "sys", "_getframe");
+
+cached_attr!(
+    /// `asyncio.tasks._set_task_name(task, name)`: names a task made by a custom factory.
+    set_task_name, "asyncio.tasks", "_set_task_name");
+
+/// A tuple of interned keyword names for vectorcall, built once.
+pub fn kwnames<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyTuple>>,
+    names: &[&str],
+) -> PyResult<&'py Bound<'py, PyTuple>> {
+    cell.get_or_try_init(py, || {
+        let items: Vec<Bound<'_, PyString>> =
+            names.iter().map(|n| PyString::intern(py, n)).collect();
+        Ok::<_, PyErr>(PyTuple::new(py, items)?.unbind())
+    })
+    .map(|t| t.bind(py))
+}
+
+/// `callable(*positional, **dict(zip(kwnames, keyword_values)))` through vectorcall: no
+/// argument tuple or keyword dict is built. `args` holds the positional values followed by
+/// the keyword values.
+pub fn vectorcall<'py, const N: usize>(
+    callable: &Bound<'py, PyAny>,
+    args: [&Bound<'py, PyAny>; N],
+    kwnames: Option<&Bound<'py, PyTuple>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let nkw = kwnames.map_or(0, |k| k.len());
+    let ptrs = args.map(|a| a.as_ptr());
+    // SAFETY: `ptrs` holds borrowed pointers kept alive by `args` for the call; the result is
+    // a new reference or NULL with an exception set.
+    unsafe {
+        let result = pyo3::ffi::PyObject_Vectorcall(
+            callable.as_ptr(),
+            ptrs.as_ptr(),
+            N.saturating_sub(nkw),
+            kwnames.map_or(std::ptr::null_mut(), |k| k.as_ptr()),
+        );
+        Bound::from_owned_ptr_or_err(callable.py(), result)
+    }
+}

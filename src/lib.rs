@@ -1,0 +1,31 @@
+//! ferroloop's native core: an asyncio event loop for CPython.
+//!
+//! Layers, each depending only on those below it: `core` (the loop, what Python calls) over
+//! `reactor` (OS readiness, no Python). The Python package `ferroloop` subclasses
+//! `core::event_loop::LoopCore` and adds the rarely-hot API.
+
+pub mod core;
+pub mod errors;
+pub mod reactor;
+pub mod sock;
+pub mod sys;
+
+use pyo3::prelude::*;
+
+#[pymodule(gil_used = true)]
+fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<core::event_loop::LoopCore>()?;
+    m.add_class::<core::handle::Handle>()?;
+    m.add_class::<core::handle::TimerHandle>()?;
+    m.add_class::<sock::SockOp>()?;
+    m.add_function(wrap_pyfunction!(check_callback, m)?)?;
+    Ok(())
+}
+
+/// `_check_callback(callback, method)`: the TypeError asyncio's debug mode raises for a
+/// coroutine or a non-callable, for the Python face's own checks.
+#[pyfunction]
+#[pyo3(name = "_check_callback")]
+fn check_callback(callback: &Bound<'_, PyAny>, method: &str) -> PyResult<()> {
+    core::scheduling::check_callback(callback.py(), callback, method, true)
+}

@@ -1,0 +1,83 @@
+//! Interrupts a `Poller::wait` from another thread.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// An eventfd registered for reading. `wake` makes it readable; `drain` resets it.
+///
+/// `pending` coalesces wakes: a thread that floods `call_soon_threadsafe` pays for one `write`
+/// per loop iteration, not one per call.
+pub struct Waker {
+    fd: OwnedFd,
+    pending: AtomicBool,
+}
+
+impl Waker {
+    pub fn new() -> io::Result<Waker> {
+        // SAFETY: plain syscall; the fd is owned by the OwnedFd below.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd was just created and is owned by nobody else.
+        Ok(Waker {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            pending: AtomicBool::new(false),
+        })
+    }
+
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    pub fn wake(&self) {
+        if self.pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64. EAGAIN (counter saturated) still leaves the
+        // fd readable, which is all a wake needs, so the result is deliberately ignored.
+        unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    /// Called by the loop after the poller reported the waker readable.
+    pub fn drain(&self) {
+        self.pending.store(false, Ordering::Release);
+        let mut counter: u64 = 0;
+        // SAFETY: reads 8 bytes into a live u64; EAGAIN means it was already drained.
+        unsafe { libc::read(self.fd.as_raw_fd(), (&mut counter as *mut u64).cast(), 8) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reactor::{Events, Interest, Poller};
+    use std::time::Duration;
+
+    #[test]
+    fn wake_interrupts_wait_from_another_thread() {
+        let poller = Poller::new().unwrap();
+        let waker = std::sync::Arc::new(Waker::new().unwrap());
+        poller.add(waker.as_raw_fd(), Interest::READABLE).unwrap();
+        let remote = waker.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            remote.wake();
+            remote.wake();
+        });
+        let mut events = Events::with_capacity(4);
+        assert_eq!(
+            poller
+                .wait(&mut events, Some(Duration::from_secs(10)))
+                .unwrap(),
+            1
+        );
+        t.join().unwrap();
+        waker.drain();
+        assert_eq!(poller.wait(&mut events, Some(Duration::ZERO)).unwrap(), 0);
+        waker.wake();
+        assert_eq!(poller.wait(&mut events, Some(Duration::ZERO)).unwrap(), 1);
+    }
+}

@@ -1,0 +1,283 @@
+//! `sock_recv`, `sock_recv_into`, `sock_sendall`: the syscall is tried at once; if it would
+//! block, a native watcher finishes the operation when the fd is ready and completes a
+//! future. No Python callback or handle is made per readiness event.
+//!
+//! The Python face (`ferroloop/sock.py`) wraps these in coroutines and calls `abandon()` when
+//! the waiting coroutine is cancelled, so the fd stops being watched at once.
+
+use std::os::fd::RawFd;
+
+use pyo3::buffer::PyUntypedBuffer;
+use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use pyo3::{PyTraverseError, PyVisit};
+
+use crate::core::event_loop::LoopCore;
+use crate::core::gil_cell::GilCell;
+use crate::core::io_table::{Direction, NativeWatcher};
+use crate::errors::os_error;
+use crate::sys;
+
+enum Operation {
+    Recv { max: usize },
+    RecvInto { buffer: PyUntypedBuffer },
+    SendAll { data: PyUntypedBuffer, sent: usize },
+}
+
+/// One pending socket operation, the target of its fd's native watcher.
+#[pyclass(frozen, module = "ferroloop._ferroloop", name = "SockOperation")]
+pub struct SockOp {
+    loop_: Py<LoopCore>,
+    fd: RawFd,
+    direction: Direction,
+    #[pyo3(get)]
+    future: Py<PyAny>,
+    operation: GilCell<Operation>,
+}
+
+enum Progress {
+    Done(Py<PyAny>),
+    Pending,
+}
+
+fn contiguous(buffer: PyUntypedBuffer) -> PyResult<PyUntypedBuffer> {
+    if buffer.is_c_contiguous() {
+        Ok(buffer)
+    } else {
+        Err(PyBufferError::new_err(
+            "memoryview: underlying buffer is not C-contiguous",
+        ))
+    }
+}
+
+fn writable_buffer(obj: &Bound<'_, PyAny>) -> PyResult<PyUntypedBuffer> {
+    let buffer = PyUntypedBuffer::get(obj).map_err(|_| {
+        PyTypeError::new_err(format!(
+            "a bytes-like object is required, not '{}'",
+            type_name(obj)
+        ))
+    })?;
+    if buffer.readonly() {
+        return Err(PyTypeError::new_err(format!(
+            "recv_into() argument 'buffer' must be read-write bytes-like object, not {}",
+            type_name(obj)
+        )));
+    }
+    contiguous(buffer)
+}
+
+fn readable_buffer(obj: &Bound<'_, PyAny>) -> PyResult<PyUntypedBuffer> {
+    let buffer = PyUntypedBuffer::get(obj).map_err(|_| {
+        PyTypeError::new_err(format!(
+            "a bytes-like object is required, not '{}'",
+            type_name(obj)
+        ))
+    })?;
+    contiguous(buffer)
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".to_owned())
+}
+
+/// One `recv` into the loop's read buffer; the bytes are copied out at their exact size, so
+/// no per-call allocation of `max` bytes (asyncio's 256 KiB default costs mmap + page faults).
+fn recv_bytes(lp: &LoopCore, py: Python<'_>, fd: RawFd, max: usize) -> std::io::Result<Py<PyAny>> {
+    let mut buffer = lp.read_buffer(py);
+    let len = max.min(buffer.len());
+    let n = sys::recv(fd, &mut buffer[..len])?;
+    // Bytes objects are not GC-tracked: making one cannot run Python code under the borrow.
+    Ok(PyBytes::new(py, &buffer[..n]).into_any().unbind())
+}
+
+fn recv_into(py: Python<'_>, fd: RawFd, buffer: &PyUntypedBuffer) -> std::io::Result<Py<PyAny>> {
+    // SAFETY: the buffer is held (exported) for the call; its memory stays valid and
+    // writable for len_bytes() bytes.
+    let n = unsafe { sys::recv_raw(fd, buffer.buf_ptr().cast(), buffer.len_bytes())? };
+    Ok(n.into_pyobject(py)
+        .map_err(|_| std::io::Error::other("int conversion"))?
+        .into_any()
+        .unbind())
+}
+
+fn send_from(fd: RawFd, data: &PyUntypedBuffer, sent: usize) -> std::io::Result<usize> {
+    // SAFETY: the buffer is held for the call; it is valid for len_bytes() bytes.
+    let all = unsafe { std::slice::from_raw_parts(data.buf_ptr() as *const u8, data.len_bytes()) };
+    sys::send(fd, &all[sent..])
+}
+
+impl SockOp {
+    fn attempt(&self, py: Python<'_>) -> std::io::Result<Progress> {
+        let mut operation = self.operation.borrow_mut(py);
+        let result = match &mut *operation {
+            Operation::Recv { max } => {
+                recv_bytes(self.loop_.get(), py, self.fd, *max).map(Progress::Done)
+            }
+            Operation::RecvInto { buffer } => recv_into(py, self.fd, buffer).map(Progress::Done),
+            Operation::SendAll { data, sent } => {
+                *sent += send_from(self.fd, data, *sent)?;
+                if *sent == data.len_bytes() {
+                    Ok(Progress::Done(py.None()))
+                } else {
+                    Ok(Progress::Pending)
+                }
+            }
+        };
+        match result {
+            Err(e) if sys::would_block(&e) => Ok(Progress::Pending),
+            other => other,
+        }
+    }
+
+    /// The fd is ready: make progress, and complete the future when done.
+    fn on_ready(lp: &Bound<'_, LoopCore>, target: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = lp.py();
+        // SAFETY: this function is only ever registered with a SockOp as its target.
+        let op = unsafe { target.cast_unchecked::<SockOp>() };
+        let this = op.get();
+        let future = this.future.bind(py);
+        if future.call_method0("done")?.is_truthy()? {
+            // Cancelled while waiting and not yet abandoned.
+            lp.get()
+                .clear_native_watcher_of(py, this.fd, this.direction, target);
+            return Ok(());
+        }
+        match this.attempt(py) {
+            Ok(Progress::Pending) => Ok(()),
+            Ok(Progress::Done(value)) => {
+                lp.get()
+                    .clear_native_watcher_of(py, this.fd, this.direction, target);
+                future.call_method1("set_result", (value,))?;
+                Ok(())
+            }
+            Err(err) => {
+                lp.get()
+                    .clear_native_watcher_of(py, this.fd, this.direction, target);
+                future.call_method1("set_exception", (os_error(err).value(py),))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Starts waiting: a future completed when the operation finishes.
+    fn wait(
+        slf: &Bound<'_, LoopCore>,
+        fd: RawFd,
+        direction: Direction,
+        operation: Operation,
+    ) -> PyResult<Py<SockOp>> {
+        let py = slf.py();
+        slf.call_method1("_ensure_fd_no_transport", (fd,))?;
+        let future = slf.call_method0("create_future")?.unbind();
+        let op = Py::new(
+            py,
+            SockOp {
+                loop_: slf.clone().unbind(),
+                fd,
+                direction,
+                future,
+                operation: GilCell::new(operation),
+            },
+        )?;
+        let watcher = NativeWatcher {
+            target: op.clone_ref(py).into_any(),
+            on_ready: SockOp::on_ready,
+        };
+        slf.get().set_native_watcher(py, fd, direction, watcher)?;
+        Ok(op)
+    }
+}
+
+fn socket_fd(sock: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+    sock.call_method0("fileno")?.extract()
+}
+
+#[pymethods]
+impl SockOp {
+    /// Stops watching the fd for this operation (its waiter was cancelled).
+    fn abandon(slf: &Bound<'_, Self>) {
+        let py = slf.py();
+        let this = slf.get();
+        this.loop_
+            .get()
+            .clear_native_watcher_of(py, this.fd, this.direction, slf.as_any());
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.loop_)?;
+        visit.call(&self.future)
+    }
+}
+
+#[pymethods]
+impl LoopCore {
+    /// `sock.recv(n)` now, or a SockOperation whose future gets the bytes.
+    fn _sock_recv(slf: &Bound<'_, Self>, sock: &Bound<'_, PyAny>, n: isize) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        if n < 0 {
+            return Err(PyValueError::new_err("negative buffersize in recv"));
+        }
+        let fd = socket_fd(sock)?;
+        let max = n as usize;
+        match recv_bytes(slf.get(), py, fd, max) {
+            Ok(bytes) => Ok(bytes),
+            Err(e) if sys::would_block(&e) => {
+                Ok(SockOp::wait(slf, fd, Direction::Read, Operation::Recv { max })?.into_any())
+            }
+            Err(e) => Err(os_error(e)),
+        }
+    }
+
+    /// `sock.recv_into(buf)` now, or a SockOperation whose future gets the byte count.
+    fn _sock_recv_into(
+        slf: &Bound<'_, Self>,
+        sock: &Bound<'_, PyAny>,
+        buf: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let fd = socket_fd(sock)?;
+        let buffer = writable_buffer(buf)?;
+        match recv_into(py, fd, &buffer) {
+            Ok(n) => Ok(n),
+            Err(e) if sys::would_block(&e) => {
+                Ok(
+                    SockOp::wait(slf, fd, Direction::Read, Operation::RecvInto { buffer })?
+                        .into_any(),
+                )
+            }
+            Err(e) => Err(os_error(e)),
+        }
+    }
+
+    /// Sends what the socket takes now; None if that was everything, else a SockOperation
+    /// that sends the rest as the socket drains.
+    fn _sock_sendall(
+        slf: &Bound<'_, Self>,
+        sock: &Bound<'_, PyAny>,
+        data: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<Py<SockOp>>> {
+        let fd = socket_fd(sock)?;
+        let data = readable_buffer(data)?;
+        if data.len_bytes() == 0 {
+            return Ok(None);
+        }
+        let sent = match send_from(fd, &data, 0) {
+            Ok(n) => n,
+            Err(e) if sys::would_block(&e) => 0,
+            Err(e) => return Err(os_error(e)),
+        };
+        if sent == data.len_bytes() {
+            return Ok(None);
+        }
+        Ok(Some(SockOp::wait(
+            slf,
+            fd,
+            Direction::Write,
+            Operation::SendAll { data, sent },
+        )?))
+    }
+}

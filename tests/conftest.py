@@ -1,0 +1,57 @@
+"""Every behaviour is tested twice, with one test body: on asyncio's own loop, which defines
+the expected behaviour, and on ferroloop. A test that passes on asyncio and fails on
+ferroloop is a compatibility bug."""
+
+import asyncio
+import gc
+import sys
+
+import pytest
+
+import ferroloop
+
+LOOP_FACTORIES = {
+    'asyncio': asyncio.SelectorEventLoop,
+    'ferroloop': ferroloop.new_event_loop,
+}
+
+# Generous: tests assert behaviour, not speed; this only turns a hang into a failure.
+HANG_TIMEOUT = 30.0
+
+
+@pytest.fixture(params=list(LOOP_FACTORIES))
+def loop_name(request):
+    return request.param
+
+
+@pytest.fixture
+def loop_factory(loop_name):
+    return LOOP_FACTORIES[loop_name]
+
+
+@pytest.fixture
+def loop(loop_factory):
+    loop = loop_factory()
+    asyncio.set_event_loop(loop)
+    yield loop
+    asyncio.set_event_loop(None)
+    if not loop.is_closed():
+        if not loop.is_running():
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+    gc.collect()
+
+
+def run(loop, coro, timeout=HANG_TIMEOUT):
+    """Run ``coro`` to completion on ``loop``, failing instead of hanging."""
+    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+
+@pytest.fixture
+def run_async(loop):
+    return lambda coro, timeout=HANG_TIMEOUT: run(loop, coro, timeout)
+
+
+def pytest_report_header(config):
+    return f'loops under test: {", ".join(LOOP_FACTORIES)} (python {sys.version.split()[0]})'

@@ -1,0 +1,146 @@
+"""call_soon: order, arguments, contexts, handles, cancellation."""
+
+import contextvars
+
+import pytest
+
+
+def test_callbacks_run_in_fifo_order_with_their_arguments(loop):
+    seen = []
+    for i in range(5):
+        loop.call_soon(seen.append, i)
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert seen == [0, 1, 2, 3, 4]
+
+
+def test_callbacks_scheduled_by_a_callback_run_in_the_next_iteration(loop):
+    seen = []
+
+    def first():
+        seen.append('first')
+        loop.call_soon(seen.append, 'scheduled-by-first')
+
+    loop.call_soon(first)
+    loop.call_soon(seen.append, 'second')
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    # stop() lets the current iteration finish: 'scheduled-by-first' waits for the next run.
+    assert seen == ['first', 'second']
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert seen == ['first', 'second', 'scheduled-by-first']
+
+
+def test_cancelled_handle_does_not_run(loop):
+    seen = []
+    handle = loop.call_soon(seen.append, 'cancelled')
+    loop.call_soon(seen.append, 'kept')
+    handle.cancel()
+    assert handle.cancelled()
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert seen == ['kept']
+
+
+def test_callback_runs_in_the_context_it_was_scheduled_from(loop):
+    var = contextvars.ContextVar('var', default='default')
+    seen = []
+    var.set('at-schedule-time')
+    loop.call_soon(lambda: seen.append(var.get()))
+    var.set('later')
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert seen == ['at-schedule-time']
+
+
+def test_explicit_context_is_used_and_changes_stay_in_it(loop):
+    var = contextvars.ContextVar('var', default='default')
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, 'in-ctx')
+
+    def callback():
+        assert var.get() == 'in-ctx'
+        var.set('changed-in-callback')
+
+    loop.call_soon(callback, context=ctx)
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert ctx[var] == 'changed-in-callback'
+    assert var.get() == 'default'
+
+
+def test_handle_get_context_returns_the_callback_context(loop, loop_name):
+    if loop_name == 'asyncio':
+        pytest.skip('Handle.get_context() arrived in asyncio with Python 3.12')
+    ctx = contextvars.copy_context()
+    assert loop.call_soon(print, context=ctx).get_context() is ctx
+    assert isinstance(loop.call_soon(print).get_context(), contextvars.Context)
+
+
+def test_non_callable_is_refused_with_asyncio_message(loop):
+    loop.set_debug(True)
+    with pytest.raises(TypeError, match='a callable object was expected by call_soon'):
+        loop.call_soon(1)
+
+
+def test_coroutine_is_refused(loop):
+    async def coro():
+        pass
+
+    loop.set_debug(True)
+    c = coro()
+    with pytest.raises(TypeError, match=r'coroutines cannot be used with call_soon\(\)'):
+        loop.call_soon(c)
+    c.close()
+
+
+def test_exception_in_callback_goes_to_exception_handler_and_loop_goes_on(loop):
+    contexts = []
+    loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+
+    def boom():
+        raise ZeroDivisionError('boom')
+
+    seen = []
+    handle = loop.call_soon(boom)
+    loop.call_soon(seen.append, 'after')
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert seen == ['after']
+    assert len(contexts) == 1
+    assert isinstance(contexts[0]['exception'], ZeroDivisionError)
+    assert contexts[0]['handle'] is handle
+    assert contexts[0]['message'].startswith('Exception in callback ')
+
+
+def test_keyboard_interrupt_in_callback_leaves_run_forever(loop):
+    def interrupt():
+        raise KeyboardInterrupt
+
+    seen = []
+    loop.call_soon(interrupt)
+    loop.call_soon(seen.append, 'still-queued')
+    with pytest.raises(KeyboardInterrupt):
+        loop.run_forever()
+    assert not loop.is_running()
+    # What was queued behind the interrupted callback still runs on the next run.
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert seen == ['still-queued']
+
+
+def test_call_soon_on_closed_loop_raises(loop):
+    loop.close()
+    with pytest.raises(RuntimeError, match='Event loop is closed'):
+        loop.call_soon(print)
+
+
+def test_handle_repr_names_the_callback(loop):
+    def my_callback():
+        pass
+
+    handle = loop.call_soon(my_callback)
+    assert 'my_callback' in repr(handle)
+    handle.cancel()
+    assert 'cancelled' in repr(handle)
