@@ -9,6 +9,7 @@ pub mod errors;
 pub mod reactor;
 pub mod sock;
 pub mod sys;
+pub mod transports;
 
 use pyo3::prelude::*;
 
@@ -18,6 +19,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<core::handle::Handle>()?;
     m.add_class::<core::handle::TimerHandle>()?;
     m.add_class::<sock::SockOp>()?;
+    m.add_class::<transports::stream::StreamTransport>()?;
     m.add_function(wrap_pyfunction!(check_callback, m)?)?;
     Ok(())
 }

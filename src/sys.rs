@@ -40,3 +40,47 @@ pub fn would_block(err: &io::Error) -> bool {
         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
     )
 }
+
+/// A vectored send: `sendmsg(fd, iov, MSG_NOSIGNAL)` on sockets, `writev` on other fds (pipes:
+/// Python ignores SIGPIPE, so EPIPE comes back as an error there too).
+pub fn send_vectored(
+    fd: RawFd,
+    slices: &[std::io::IoSlice<'_>],
+    is_socket: bool,
+) -> io::Result<usize> {
+    if slices.len() == 1 {
+        return if is_socket {
+            send(fd, &slices[0])
+        } else {
+            write(fd, &slices[0])
+        };
+    }
+    // SAFETY: IoSlice is ABI-compatible with iovec on Unix; the slices outlive the call.
+    let ret = unsafe {
+        if is_socket {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = slices.as_ptr() as *mut libc::iovec;
+            msg.msg_iovlen = slices.len() as _;
+            libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL)
+        } else {
+            libc::writev(
+                fd,
+                slices.as_ptr() as *const libc::iovec,
+                slices.len() as libc::c_int,
+            )
+        }
+    };
+    result(ret)
+}
+
+/// `write(fd, buf)`, for pipes.
+pub fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: buf is a live slice of buf.len() bytes.
+    result(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })
+}
+
+/// `read(fd, buf)`, for pipes.
+pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is a live, writable slice of buf.len() bytes.
+    result(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
+}

@@ -13,12 +13,15 @@ from asyncio import coroutines, events, futures, tasks
 
 from . import _ferroloop
 from .asyncgens import AsyncGenMixin
+from .connections import ConnectionsMixin
 from .dns import DnsMixin
 from .exception_handler import ExceptionHandlerMixin
 from .executor import ExecutorMixin
 from .missing import MissingFeaturesMixin
+from .servers import ServersMixin
 from .signals import SignalMixin
 from .sock import SockMixin
+from .tls import TlsMixin
 
 # asyncio.constants.DEBUG_STACK_DEPTH: frames kept by coroutine origin tracking in debug mode.
 _DEBUG_STACK_DEPTH = 10
@@ -42,6 +45,9 @@ class EventLoop(
     AsyncGenMixin,
     DnsMixin,
     SockMixin,
+    ConnectionsMixin,
+    ServersMixin,
+    TlsMixin,
     SignalMixin,
     MissingFeaturesMixin,
     asyncio.AbstractEventLoop,

@@ -13,21 +13,6 @@ def _missing(name):
 
 class MissingFeaturesMixin:
 
-    async def create_connection(self, protocol_factory, host=None, port=None, **kwargs):
-        _missing('create_connection')
-
-    async def create_server(self, protocol_factory, host=None, port=None, **kwargs):
-        _missing('create_server')
-
-    async def create_unix_connection(self, protocol_factory, path=None, **kwargs):
-        _missing('create_unix_connection')
-
-    async def create_unix_server(self, protocol_factory, path=None, **kwargs):
-        _missing('create_unix_server')
-
-    async def connect_accepted_socket(self, protocol_factory, sock, **kwargs):
-        _missing('connect_accepted_socket')
-
     async def create_datagram_endpoint(self, protocol_factory, local_addr=None, remote_addr=None, **kwargs):
         _missing('create_datagram_endpoint')
 
@@ -42,9 +27,6 @@ class MissingFeaturesMixin:
 
     async def sock_sendfile(self, sock, file, offset=0, count=None, *, fallback=True):
         _missing('sock_sendfile')
-
-    async def start_tls(self, transport, protocol, sslcontext, **kwargs):
-        _missing('start_tls')
 
     async def subprocess_exec(self, protocol_factory, *args, **kwargs):
         _missing('subprocess_exec')

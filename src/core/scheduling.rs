@@ -71,6 +71,19 @@ impl LoopCore {
         )
     }
 
+    /// `call_soon(callback, *args)` for the loop's own components (transports): no checks,
+    /// the current context.
+    pub fn schedule_callback(
+        slf: &Bound<'_, LoopCore>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let handle = Py::new(py, LoopCore::new_handle(slf, callback, args, None)?)?;
+        slf.get().push_ready(py, handle);
+        Ok(())
+    }
+
     /// Appends a handle to the ready queue (the common tail of call_soon and friends).
     pub fn push_ready(&self, py: Python<'_>, handle: Py<Handle>) {
         self.state

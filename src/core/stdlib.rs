@@ -42,6 +42,12 @@ cached_attr!(
     sys_getframe, "sys", "_getframe");
 
 cached_attr!(
+    /// `asyncio.BufferedProtocol`: protocols that read straight into their own buffer.
+    buffered_protocol_type, "asyncio", "BufferedProtocol");
+cached_attr!(
+    /// `asyncio.futures._set_result_unless_cancelled(fut, result)`.
+    set_result_unless_cancelled, "asyncio.futures", "_set_result_unless_cancelled");
+cached_attr!(
     /// `asyncio.tasks._set_task_name(task, name)`: names a task made by a custom factory.
     set_task_name, "asyncio.tasks", "_set_task_name");
 

@@ -1,0 +1,252 @@
+"""Outgoing stream connections: ``create_connection``, ``create_unix_connection``,
+``connect_accepted_socket``.
+
+Argument checking and connecting happen here, once per connection; the connection itself is
+a native transport (``transports.SocketTransport``).
+"""
+
+import collections
+import functools
+import itertools
+import os
+import socket
+from asyncio import staggered
+from asyncio.log import logger
+
+from .transports import SocketTransport
+
+try:
+    import ssl as _ssl
+except ImportError:  # Python built without ssl
+    _ssl = None
+
+
+def check_not_ssl_socket(sock):
+    if _ssl is not None and isinstance(sock, _ssl.SSLSocket):
+        raise TypeError('Socket cannot be of type SSLSocket')
+
+
+def check_ssl_only_arguments(ssl, **arguments):
+    """ValueError for TLS-only arguments given without TLS, in asyncio's words."""
+    if not ssl:
+        for name, value in arguments.items():
+            if value is not None:
+                raise ValueError(f'{name} is only meaningful with ssl')
+
+
+def interleave_addrinfos(addrinfos, first_address_family_count=1):
+    """Reorder addresses so families alternate (RFC 8305), starting with
+    ``first_address_family_count`` of the first family."""
+    by_family = collections.OrderedDict()
+    for info in addrinfos:
+        by_family.setdefault(info[0], []).append(info)
+    queues = list(by_family.values())
+    ordered = []
+    if first_address_family_count > 1:
+        ordered.extend(queues[0][:first_address_family_count - 1])
+        del queues[0][:first_address_family_count - 1]
+    for round_ in itertools.zip_longest(*queues):
+        ordered.extend(info for info in round_ if info is not None)
+    return ordered
+
+
+def single_error(errors):
+    """The one exception to raise for several failed connection attempts."""
+    if len(errors) == 1 or all(str(e) == str(errors[0]) for e in errors):
+        return errors[0]
+    return OSError('Multiple exceptions: {}'.format(', '.join(str(e) for e in errors)))
+
+
+class ConnectionsMixin:
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+        return SocketTransport(self, sock, protocol, waiter, extra, server)
+
+    def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *, server_side=False,
+                            server_hostname=None, extra=None, server=None,
+                            ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
+        from .tls import make_ssl_transport
+        return make_ssl_transport(self, rawsock, protocol, sslcontext, waiter, server_side,
+                                  server_hostname, extra, server, ssl_handshake_timeout,
+                                  ssl_shutdown_timeout)
+
+    async def _ensure_resolved(self, address, *, family=0, type=socket.SOCK_STREAM, proto=0, flags=0):
+        host, port = address[:2]
+        infos = await self.getaddrinfo(host, port, family=family, type=type, proto=proto, flags=flags)
+        if len(address) > 2 and family in (0, socket.AF_INET6):
+            # Keep the caller's IPv6 flowinfo and scope id.
+            infos = [(*info[:4], info[4][:2] + tuple(address[2:])) if info[0] == socket.AF_INET6 else info
+                     for info in infos]
+        return infos
+
+    async def _connect_sock(self, errors, addrinfo, local_addrinfos=None):
+        """Create, bind and connect one socket; its errors go to ``errors``."""
+        mine = []
+        errors.append(mine)
+        family, type_, proto, _, address = addrinfo
+        sock = None
+        try:
+            sock = socket.socket(family=family, type=type_, proto=proto)
+            sock.setblocking(False)
+            if local_addrinfos is not None:
+                for lfamily, _, _, _, laddr in local_addrinfos:
+                    if lfamily != family:
+                        continue
+                    try:
+                        sock.bind(laddr)
+                        break
+                    except OSError as exc:
+                        mine.append(OSError(exc.errno, f'error while attempting to bind on address '
+                                                       f'{laddr!r}: {exc.strerror.lower()}'))
+                else:
+                    if mine:
+                        raise mine.pop()
+                    raise OSError(f'no matching local address with family={family!r} found')
+            await self.sock_connect(sock, address)
+            return sock
+        except OSError as exc:
+            mine.append(exc)
+            if sock is not None:
+                sock.close()
+            raise
+        except BaseException:
+            # Cancelled: the half-made socket must not outlive the attempt (its fd number
+            # would be reused by the next connection).
+            if sock is not None:
+                sock.close()
+            raise
+
+    async def create_connection(self, protocol_factory, host=None, port=None, *, ssl=None, family=0,
+                                proto=0, flags=0, sock=None, local_addr=None, server_hostname=None,
+                                ssl_handshake_timeout=None, ssl_shutdown_timeout=None,
+                                happy_eyeballs_delay=None, interleave=None):
+        """Open a stream connection to ``host:port`` (or over ``sock``); return
+        ``(transport, protocol)``."""
+        if server_hostname is not None and not ssl:
+            raise ValueError('server_hostname is only meaningful with ssl')
+        if server_hostname is None and ssl:
+            if not host:
+                raise ValueError('You must set server_hostname when using ssl without a host')
+            server_hostname = host
+        check_ssl_only_arguments(ssl, ssl_handshake_timeout=ssl_handshake_timeout,
+                                 ssl_shutdown_timeout=ssl_shutdown_timeout)
+        if sock is not None:
+            check_not_ssl_socket(sock)
+        if happy_eyeballs_delay is not None and interleave is None:
+            interleave = 1
+
+        if host is not None or port is not None:
+            if sock is not None:
+                raise ValueError('host/port and sock can not be specified at the same time')
+            infos = await self._ensure_resolved((host, port), family=family, type=socket.SOCK_STREAM,
+                                                proto=proto, flags=flags)
+            if not infos:
+                raise OSError('getaddrinfo() returned empty list')
+            local_infos = None
+            if local_addr is not None:
+                local_infos = await self._ensure_resolved(local_addr, family=family, type=socket.SOCK_STREAM,
+                                                          proto=proto, flags=flags)
+                if not local_infos:
+                    raise OSError('getaddrinfo() returned empty list')
+            if interleave:
+                infos = interleave_addrinfos(infos, interleave)
+            errors = []
+            if happy_eyeballs_delay is None:
+                for info in infos:
+                    try:
+                        sock = await self._connect_sock(errors, info, local_infos)
+                        break
+                    except OSError:
+                        continue
+            else:
+                sock, _, _ = await staggered.staggered_race(
+                    (functools.partial(self._connect_sock, errors, info, local_infos) for info in infos),
+                    happy_eyeballs_delay, loop=self)
+            if sock is None:
+                flat = [exc for attempt in errors for exc in attempt]
+                try:
+                    raise single_error(flat)
+                finally:
+                    flat = errors = None
+        else:
+            if sock is None:
+                raise ValueError('host and port was not specified and no sock specified')
+            if sock.type != socket.SOCK_STREAM:
+                raise ValueError(f'A Stream Socket was expected, got {sock!r}')
+
+        transport, protocol = await self._create_connection_transport(
+            sock, protocol_factory, ssl, server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout)
+        if self.get_debug():
+            logger.debug('%r connected to %s:%r: (%r, %r)', transport.get_extra_info('socket'),
+                         host, port, transport, protocol)
+        return transport, protocol
+
+    async def _create_connection_transport(self, sock, protocol_factory, ssl, server_hostname,
+                                           server_side=False, ssl_handshake_timeout=None,
+                                           ssl_shutdown_timeout=None):
+        sock.setblocking(False)
+        protocol = protocol_factory()
+        waiter = self.create_future()
+        if ssl:
+            context = None if isinstance(ssl, bool) else ssl
+            transport = self._make_ssl_transport(
+                sock, protocol, context, waiter, server_side=server_side,
+                server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout)
+        else:
+            transport = self._make_socket_transport(sock, protocol, waiter)
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            raise
+        return transport, protocol
+
+    async def create_unix_connection(self, protocol_factory, path=None, *, ssl=None, sock=None,
+                                     server_hostname=None, ssl_handshake_timeout=None,
+                                     ssl_shutdown_timeout=None):
+        """Open a Unix stream connection to ``path`` (or over ``sock``)."""
+        if ssl:
+            if server_hostname is None:
+                raise ValueError('you have to pass server_hostname when using ssl')
+        else:
+            if server_hostname is not None:
+                raise ValueError('server_hostname is only meaningful with ssl')
+            check_ssl_only_arguments(ssl, ssl_handshake_timeout=ssl_handshake_timeout,
+                                     ssl_shutdown_timeout=ssl_shutdown_timeout)
+        if path is not None:
+            if sock is not None:
+                raise ValueError('path and sock can not be specified at the same time')
+            path = os.fspath(path)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0)
+            try:
+                sock.setblocking(False)
+                await self.sock_connect(sock, path)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            if sock is None:
+                raise ValueError('no path and sock were specified')
+            if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+                raise ValueError(f'A UNIX Domain Stream Socket was expected, got {sock!r}')
+            sock.setblocking(False)
+        return await self._create_connection_transport(
+            sock, protocol_factory, ssl, server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout)
+
+    async def connect_accepted_socket(self, protocol_factory, sock, *, ssl=None,
+                                      ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
+        """Wrap an already accepted (or connected) stream socket in a transport."""
+        if sock.type != socket.SOCK_STREAM:
+            raise ValueError(f'A Stream Socket was expected, got {sock!r}')
+        check_ssl_only_arguments(ssl, ssl_handshake_timeout=ssl_handshake_timeout,
+                                 ssl_shutdown_timeout=ssl_shutdown_timeout)
+        check_not_ssl_socket(sock)
+        transport, protocol = await self._create_connection_transport(
+            sock, protocol_factory, ssl, '', server_side=True,
+            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout)
+        if self.get_debug():
+            logger.debug('%r handled: (%r, %r)', transport.get_extra_info('socket'), transport, protocol)
+        return transport, protocol

@@ -1,0 +1,51 @@
+"""TLS over a ferroloop transport, with asyncio's own TLS protocol (``asyncio.sslproto``).
+
+The raw connection is a native transport; ``SSLProtocol`` sits on it as its protocol and hands
+the application the TLS transport asyncio users know. The application's protocol cannot tell
+the difference from asyncio's loop.
+"""
+
+from asyncio import sslproto
+
+from .transports import SocketTransport
+
+
+def make_ssl_transport(loop, rawsock, protocol, sslcontext, waiter, server_side, server_hostname,
+                       extra, server, ssl_handshake_timeout, ssl_shutdown_timeout):
+    tls = sslproto.SSLProtocol(loop, protocol, sslcontext, waiter, server_side, server_hostname,
+                               ssl_handshake_timeout=ssl_handshake_timeout,
+                               ssl_shutdown_timeout=ssl_shutdown_timeout)
+    SocketTransport(loop, rawsock, tls, extra=extra, server=server)
+    return tls._app_transport
+
+
+class TlsMixin:
+
+    async def start_tls(self, transport, protocol, sslcontext, *, server_side=False,
+                        server_hostname=None, ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
+        """Upgrade an existing connection to TLS; return the new (TLS) transport."""
+        import ssl
+        if not isinstance(sslcontext, ssl.SSLContext):
+            raise TypeError(f'sslcontext is expected to be an instance of ssl.SSLContext, '
+                            f'got {sslcontext!r}')
+        if not getattr(transport, '_start_tls_compatible', False):
+            raise TypeError(f'transport {transport!r} is not supported by start_tls()')
+        waiter = self.create_future()
+        tls = sslproto.SSLProtocol(self, protocol, sslcontext, waiter, server_side, server_hostname,
+                                   ssl_handshake_timeout=ssl_handshake_timeout,
+                                   ssl_shutdown_timeout=ssl_shutdown_timeout,
+                                   call_connection_made=False)
+        # Reading stops until the TLS protocol is in place, so no plaintext byte reaches it
+        # before connection_made.
+        transport.pause_reading()
+        transport.set_protocol(tls)
+        made = self.call_soon(tls.connection_made, transport)
+        resumed = self.call_soon(transport.resume_reading)
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            made.cancel()
+            resumed.cancel()
+            raise
+        return tls._app_transport

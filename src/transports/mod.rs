@@ -1,0 +1,5 @@
+//! Transports: the per-connection hot path, in Rust.
+
+pub mod flow_control;
+pub mod stream;
+pub mod write_buffer;
