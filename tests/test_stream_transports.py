@@ -1,0 +1,600 @@
+"""TCP and Unix stream transports: the protocol contract, flow control, and faults."""
+
+import asyncio
+import gc
+import os
+import socket
+import tempfile
+
+import pytest
+
+from conftest import run
+
+
+def open_fds():
+    return len(os.listdir('/proc/self/fd'))
+
+
+class Recorder(asyncio.Protocol):
+    """Records every callback in order."""
+
+    def __init__(self, loop):
+        self.events = []
+        self.data = bytearray()
+        self.transport = None
+        self.lost = loop.create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.events.append('made')
+
+    def data_received(self, data):
+        if self.events[-1] != 'data':
+            self.events.append('data')
+        self.data += data
+
+    def eof_received(self):
+        self.events.append('eof')
+
+    def connection_lost(self, exc):
+        self.events.append('lost')
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+
+class Echo(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+
+async def echo_server(loop, **kwargs):
+    server = await loop.create_server(Echo, '127.0.0.1', 0, **kwargs)
+    return server, server.sockets[0].getsockname()
+
+
+def test_transport_is_an_asyncio_transport_with_extra_info(loop):
+    async def main():
+        server, addr = await echo_server(loop)
+        transport, protocol = await loop.create_connection(lambda: Recorder(loop), *addr)
+        assert isinstance(transport, asyncio.Transport)
+        assert isinstance(transport, asyncio.ReadTransport)
+        assert isinstance(transport, asyncio.WriteTransport)
+        assert transport.get_extra_info('peername') == addr
+        assert transport.get_extra_info('sockname')[0] == '127.0.0.1'
+        sock = transport.get_extra_info('socket')
+        assert sock.family == socket.AF_INET and sock.type == socket.SOCK_STREAM
+        assert transport.get_extra_info('nope', 'default') == 'default'
+        assert transport.get_protocol() is protocol
+        assert transport.can_write_eof()
+        transport.close()
+        await protocol.lost
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+
+
+def test_callback_order_made_data_eof_lost(loop):
+    async def main():
+        async def handle(reader, writer):
+            writer.write(b'hello')
+            await writer.drain()
+            writer.write_eof()
+            await reader.read()
+            writer.close()
+
+        server = await asyncio.start_server(handle, '127.0.0.1', 0)
+        transport, protocol = await loop.create_connection(
+            lambda: Recorder(loop), *server.sockets[0].getsockname())
+        while b'hello' not in protocol.data or 'eof' not in protocol.events:
+            await asyncio.sleep(0.01)
+        transport.close()
+        assert await protocol.lost is None
+        assert protocol.events == ['made', 'data', 'eof', 'lost']
+        assert bytes(protocol.data) == b'hello'
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+
+
+def test_large_writes_are_buffered_then_flushed_in_order(loop):
+    async def main():
+        server, addr = await echo_server(loop)
+        transport, protocol = await loop.create_connection(lambda: Recorder(loop), *addr)
+        payload = bytes(range(256)) * 40_000  # ~10 MB: far more than the socket buffers
+        transport.write(payload[:1000])
+        transport.write(bytearray(payload[1000:5000]))
+        transport.write(memoryview(payload)[5000:])
+        assert transport.get_write_buffer_size() > 0
+        while len(protocol.data) < len(payload):
+            await asyncio.sleep(0.01)
+        assert protocol.data == payload
+        assert transport.get_write_buffer_size() == 0
+        transport.close()
+        await protocol.lost
+        server.close()
+
+    run(loop, main())
+
+
+def test_writelines_concatenates(loop):
+    async def main():
+        server, addr = await echo_server(loop)
+        transport, protocol = await loop.create_connection(lambda: Recorder(loop), *addr)
+        transport.writelines([b'ab', bytearray(b'cd'), memoryview(b'ef')])
+        while len(protocol.data) < 6:
+            await asyncio.sleep(0.01)
+        assert protocol.data == b'abcdef'
+        transport.close()
+        await protocol.lost
+        server.close()
+
+    run(loop, main())
+
+
+def test_write_rejects_non_bytes_and_write_after_eof(loop):
+    async def main():
+        server, addr = await echo_server(loop)
+        transport, protocol = await loop.create_connection(lambda: Recorder(loop), *addr)
+        with pytest.raises(TypeError, match="data argument must be a bytes-like object, not 'str'"):
+            transport.write('text')
+        transport.write_eof()
+        with pytest.raises(RuntimeError, match=r'Cannot call write\(\) after write_eof\(\)'):
+            transport.write(b'x')
+        transport.close()
+        await protocol.lost
+        server.close()
+
+    run(loop, main())
+
+
+def test_flow_control_pauses_and_resumes_the_protocol(loop):
+    class Slow(asyncio.Protocol):
+        def connection_made(self, transport):
+            transport.pause_reading()  # the peer stops reading: our writes pile up
+
+    async def main():
+        server = await loop.create_server(Slow, '127.0.0.1', 0)
+        calls = []
+
+        class Writer(Recorder):
+            def pause_writing(self):
+                calls.append('pause')
+
+            def resume_writing(self):
+                calls.append('resume')
+
+        transport, protocol = await loop.create_connection(
+            lambda: Writer(loop), *server.sockets[0].getsockname())
+        transport.set_write_buffer_limits(high=64 * 1024, low=16 * 1024)
+        assert transport.get_write_buffer_limits() == (16 * 1024, 64 * 1024)
+        while not calls:
+            transport.write(b'x' * 65536)
+            await asyncio.sleep(0)
+        assert calls == ['pause']
+        assert transport.get_write_buffer_size() > 64 * 1024
+        transport.abort()  # dropping the buffer ends the pause without resume_writing
+        await protocol.lost
+        assert transport.get_write_buffer_size() == 0
+        server.close()
+
+    run(loop, main())
+
+
+def test_set_write_buffer_limits_validates(loop):
+    async def main():
+        server, addr = await echo_server(loop)
+        transport, protocol = await loop.create_connection(lambda: Recorder(loop), *addr)
+        with pytest.raises(ValueError, match='must be >= low'):
+            transport.set_write_buffer_limits(high=1, low=2)
+        transport.set_write_buffer_limits(low=100)
+        assert transport.get_write_buffer_limits() == (100, 400)
+        transport.set_write_buffer_limits(high=1000)
+        assert transport.get_write_buffer_limits() == (250, 1000)
+        transport.close()
+        await protocol.lost
+        server.close()
+
+    run(loop, main())
+
+
+def test_pause_reading_stops_data_received(loop):
+    async def main():
+        server, addr = await echo_server(loop)
+        transport, protocol = await loop.create_connection(lambda: Recorder(loop), *addr)
+        assert transport.is_reading()
+        transport.pause_reading()
+        assert not transport.is_reading()
+        transport.write(b'ping')
+        for _ in range(20):
+            await asyncio.sleep(0.005)
+        assert protocol.data == b''
+        transport.resume_reading()
+        while protocol.data != b'ping':
+            await asyncio.sleep(0.005)
+        transport.close()
+        assert not transport.is_reading()
+        await protocol.lost
+        server.close()
+
+    run(loop, main())
+
+
+def test_buffered_protocol_reads_into_its_own_buffer(loop):
+    class Buffered(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.buffer = bytearray(7)
+            self.received = bytearray()
+            self.done = loop.create_future()
+
+        def get_buffer(self, sizehint):
+            return self.buffer
+
+        def buffer_updated(self, nbytes):
+            self.received += self.buffer[:nbytes]
+
+        def eof_received(self):
+            self.done.set_result(bytes(self.received))
+
+    async def main():
+        async def handle(reader, writer):
+            writer.write(b'0123456789' * 100)
+            writer.write_eof()
+            await writer.drain()
+
+        server = await asyncio.start_server(handle, '127.0.0.1', 0)
+        transport, protocol = await loop.create_connection(Buffered, *server.sockets[0].getsockname())
+        assert await protocol.done == b'0123456789' * 100
+        transport.close()
+        server.close()
+
+    run(loop, main())
+
+
+def test_protocol_error_goes_to_the_exception_handler_and_closes(loop):
+    class Failing(Recorder):
+        def data_received(self, data):
+            raise ZeroDivisionError('protocol bug')
+
+    async def main():
+        contexts = []
+        loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+        server, addr = await echo_server(loop)
+        transport, protocol = await loop.create_connection(lambda: Failing(loop), *addr)
+        transport.write(b'boom')
+        exc = await protocol.lost
+        assert isinstance(exc, ZeroDivisionError)
+        assert contexts[0]['message'] == 'Fatal error: protocol.data_received() call failed.'
+        assert contexts[0]['transport'] is transport
+        assert contexts[0]['protocol'] is protocol
+        server.close()
+
+    run(loop, main())
+
+
+def test_peer_reset_mid_write_reaches_connection_lost(loop):
+    async def main():
+        accepted = loop.create_future()
+
+        class Grab(asyncio.Protocol):
+            def connection_made(self, transport):
+                transport.pause_reading()
+                accepted.set_result(transport)
+
+        server = await loop.create_server(Grab, '127.0.0.1', 0)
+        transport, protocol = await loop.create_connection(
+            lambda: Recorder(loop), *server.sockets[0].getsockname())
+        peer = await accepted
+        transport.write(b'x' * (8 * 1024 * 1024))  # stays partly buffered
+        # An abortive close: RST instead of FIN.
+        peer.get_extra_info('socket').setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b'\x01\x00\x00\x00\x00\x00\x00\x00')
+        peer.abort()
+        exc = await protocol.lost
+        assert isinstance(exc, (ConnectionResetError, BrokenPipeError))
+        assert transport.is_closing()
+        transport.write(b'after')  # ignored once the connection is lost, as asyncio does
+        server.close()
+
+    run(loop, main())
+
+
+def test_cancelled_create_connection_leaves_no_socket_behind(loop):
+    async def main():
+        server, addr = await echo_server(loop)
+        baseline = open_fds()
+        for steps in range(6):
+            task = loop.create_task(loop.create_connection(lambda: Recorder(loop), *addr))
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            task.cancel()
+            try:
+                transport, protocol = await task
+            except asyncio.CancelledError:
+                pass
+            else:
+                transport.close()
+                await protocol.lost
+        for _ in range(10):
+            await asyncio.sleep(0.01)
+        gc.collect()
+        assert open_fds() == baseline
+        # A connection made now (likely reusing a cancelled attempt's fd number) gets its
+        # own data, not a stale registration's.
+        transport, protocol = await loop.create_connection(lambda: Recorder(loop), *addr)
+        transport.write(b'mine')
+        while protocol.data != b'mine':
+            await asyncio.sleep(0.01)
+        transport.close()
+        await protocol.lost
+        server.close()
+
+    run(loop, main())
+
+
+def test_accept_out_of_fds_pauses_instead_of_spinning(loop, loop_name):
+    import resource
+
+    async def main():
+        contexts = []
+        loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
+        server, addr = await echo_server(loop)
+        clients = []
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        try:
+            # Room for the client sockets but none for the server's accept().
+            client = socket.socket()
+            client.setblocking(False)
+            clients.append(client)
+            # New fds take the lowest free number: with the limit set to it, the next one
+            # (the server's accept) fails with EMFILE.
+            lowest_free = os.dup(0)
+            os.close(lowest_free)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+            try:
+                client.connect(addr)
+            except BlockingIOError:
+                pass
+            await asyncio.sleep(0.05)
+            reported = len(contexts)
+            await asyncio.sleep(0.25)
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        # Reported, then accepting pauses (for a second) instead of failing in a busy loop.
+        assert reported >= 1
+        assert len(contexts) == reported
+        if loop_name == 'ferroloop':
+            # asyncio goes on trying (and reporting) up to `backlog` times in that event.
+            assert reported == 1
+        assert contexts[0]['message'] == 'socket.accept() out of system resource'
+        assert isinstance(contexts[0]['exception'], OSError)
+        # With fds available again, accepting resumes (after asyncio's one-second pause).
+        await loop.sock_sendall(clients[0], b'resumed')
+        assert await asyncio.wait_for(loop.sock_recv(clients[0], 100), 5) == b'resumed'
+        for client in clients:
+            client.close()
+        server.close()
+
+    run(loop, main())
+
+
+def test_server_close_keeps_connections_and_wait_closed(loop):
+    async def main():
+        server, addr = await echo_server(loop)
+        assert server.is_serving()
+        assert server.get_loop() is loop
+        transport, protocol = await loop.create_connection(lambda: Recorder(loop), *addr)
+        server.close()
+        assert not server.is_serving()
+        assert server.sockets == ()
+        transport.write(b'still here')
+        while protocol.data != b'still here':
+            await asyncio.sleep(0.01)
+        with pytest.raises(ConnectionRefusedError):
+            await loop.create_connection(lambda: Recorder(loop), *addr)
+        transport.close()
+        await protocol.lost
+        await server.wait_closed()
+
+    run(loop, main())
+
+
+def test_server_async_with_and_serve_forever(loop):
+    async def main():
+        server = await loop.create_server(Echo, '127.0.0.1', 0, start_serving=False)
+        assert not server.is_serving()
+        async with server:
+            forever = loop.create_task(server.serve_forever())
+            await asyncio.sleep(0)
+            assert server.is_serving()
+            with pytest.raises(RuntimeError, match='is already being awaited on serve_forever'):
+                await server.serve_forever()
+            forever.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await forever
+        assert not server.is_serving()
+
+    run(loop, main())
+
+
+def test_create_server_several_hosts_and_sock(loop):
+    async def main():
+        server = await loop.create_server(Echo, ['127.0.0.1', '127.0.0.2'], 0)
+        families = sorted(s.getsockname()[0] for s in server.sockets)
+        assert families == ['127.0.0.1', '127.0.0.2']
+        server.close()
+        with socket.socket() as sock:
+            sock.bind(('127.0.0.1', 0))
+            server = await loop.create_server(Echo, sock=sock)
+            assert server.sockets[0].getsockname() == sock.getsockname()
+            server.close()
+        with pytest.raises(ValueError, match='Neither host/port nor sock were specified'):
+            await loop.create_server(Echo)
+        with pytest.raises(TypeError, match='ssl argument must be an SSLContext or None'):
+            await loop.create_server(Echo, '127.0.0.1', 0, ssl=True)
+        with pytest.raises(ValueError, match='ssl_handshake_timeout is only meaningful with ssl'):
+            await loop.create_server(Echo, '127.0.0.1', 0, ssl_handshake_timeout=1)
+
+    run(loop, main())
+
+
+def test_reuse_port_lets_two_servers_share_a_port(loop):
+    async def main():
+        first = await loop.create_server(Echo, '127.0.0.1', 0, reuse_port=True)
+        port = first.sockets[0].getsockname()[1]
+        second = await loop.create_server(Echo, '127.0.0.1', port, reuse_port=True)
+        with pytest.raises(OSError):
+            await loop.create_server(Echo, '127.0.0.1', port)
+        first.close()
+        second.close()
+
+    run(loop, main())
+
+
+def test_create_connection_argument_errors(loop):
+    async def main():
+        server, addr = await echo_server(loop)
+        with pytest.raises(ValueError, match='server_hostname is only meaningful with ssl'):
+            await loop.create_connection(asyncio.Protocol, *addr, server_hostname='x')
+        with pytest.raises(ValueError, match='ssl_handshake_timeout is only meaningful with ssl'):
+            await loop.create_connection(asyncio.Protocol, *addr, ssl_handshake_timeout=1)
+        with pytest.raises(ValueError, match='host and port was not specified and no sock specified'):
+            await loop.create_connection(asyncio.Protocol)
+        with socket.socket() as sock:
+            with pytest.raises(ValueError, match='host/port and sock can not be specified at the same time'):
+                await loop.create_connection(asyncio.Protocol, *addr, sock=sock)
+        with socket.socket(type=socket.SOCK_DGRAM) as sock:
+            with pytest.raises(ValueError, match='A Stream Socket was expected'):
+                await loop.create_connection(asyncio.Protocol, sock=sock)
+        server.close()
+        with pytest.raises(ConnectionRefusedError):
+            await loop.create_connection(asyncio.Protocol, *addr)
+
+    run(loop, main())
+
+
+def test_create_connection_local_addr_and_happy_eyeballs(loop):
+    async def main():
+        server, addr = await echo_server(loop)
+        transport, protocol = await loop.create_connection(
+            lambda: Recorder(loop), *addr, local_addr=('127.0.0.1', 0), happy_eyeballs_delay=0.25)
+        assert transport.get_extra_info('sockname')[0] == '127.0.0.1'
+        transport.close()
+        await protocol.lost
+        server.close()
+
+    run(loop, main())
+
+
+def test_create_connection_with_sock_keeps_the_users_socket(loop):
+    async def main():
+        server, addr = await echo_server(loop)
+        sock = socket.create_connection(addr)
+        transport, protocol = await loop.create_connection(lambda: Recorder(loop), sock=sock)
+        assert transport.get_extra_info('socket').fileno() == sock.fileno()
+        transport.write(b'via sock')
+        while protocol.data != b'via sock':
+            await asyncio.sleep(0.01)
+        transport.close()
+        await protocol.lost
+        assert sock.fileno() == -1  # the transport owned it, and closed it at connection_lost
+        server.close()
+
+    run(loop, main())
+
+
+def test_unix_server_and_connection_replace_a_stale_socket_file(loop):
+    async def main():
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, 'sock')
+            stale = socket.socket(socket.AF_UNIX)
+            stale.bind(path)
+            stale.close()  # leaves the socket file behind
+            server = await loop.create_unix_server(Echo, path)
+            transport, protocol = await loop.create_unix_connection(lambda: Recorder(loop), path)
+            assert transport.get_extra_info('peername') == path
+            transport.write(b'unix')
+            while protocol.data != b'unix':
+                await asyncio.sleep(0.01)
+            transport.close()
+            await protocol.lost
+            server.close()
+            await server.wait_closed()
+
+    run(loop, main())
+
+
+def test_unix_abstract_namespace(loop):
+    async def main():
+        name = f'\0ferroloop-test-{os.getpid()}-{id(loop)}'
+        server = await loop.create_unix_server(Echo, name)
+        reader, writer = await asyncio.open_unix_connection(name)
+        writer.write(b'abstract')
+        assert await reader.readexactly(8) == b'abstract'
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+
+    run(loop, main())
+
+
+def test_connect_accepted_socket(loop):
+    async def main():
+        listener = socket.create_server(('127.0.0.1', 0))
+        client = socket.create_connection(listener.getsockname())
+        conn, _ = listener.accept()
+        transport, protocol = await loop.connect_accepted_socket(lambda: Recorder(loop), conn)
+        client.sendall(b'accepted')
+        while protocol.data != b'accepted':
+            await asyncio.sleep(0.01)
+        transport.close()
+        await protocol.lost
+        client.close()
+        listener.close()
+
+    run(loop, main())
+
+
+def test_streams_round_trip(loop):
+    async def main():
+        async def handle(reader, writer):
+            while line := await reader.readline():
+                writer.write(line.upper())
+                await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+
+        server = await asyncio.start_server(handle, '127.0.0.1', 0, limit=1 << 20)
+        reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname(), limit=1 << 20)
+        for word in (b'alpha\n', b'beta\n', b'x' * 200_000 + b'\n'):
+            writer.write(word)
+            await writer.drain()
+            assert await reader.readline() == word.upper()
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+
+
+def test_closing_the_loop_with_live_connections_releases_their_fds(loop_factory):
+    loop = loop_factory()
+    baseline = open_fds()
+
+    async def main():
+        server, addr = await echo_server(loop)
+        connections = [await loop.create_connection(lambda: Recorder(loop), *addr) for _ in range(5)]
+        return server, connections
+
+    server, connections = loop.run_until_complete(main())
+    server.close()
+    loop.close()
+    with pytest.warns(ResourceWarning):
+        del connections
+        gc.collect()
+    gc.collect()
+    assert open_fds() <= baseline
