@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::gil_cell::{GilCell, GilFlag};
-use super::handle::TimerHandle;
+use super::handle::Handle;
 use super::io_table::{IoTable, Ready};
 use super::timer_heap::TimerHeap;
 use crate::errors::{loop_closed, os_error};
@@ -26,7 +26,7 @@ pub struct Reactor {
 
 pub struct LoopState {
     pub ready: VecDeque<Ready>,
-    pub timers: TimerHeap<Py<TimerHandle>>,
+    pub timers: TimerHeap<Py<Handle>>,
     /// Cancelled timers still in the heap, for deciding when to compact it.
     pub cancelled_timers: usize,
     pub io: IoTable,
@@ -79,6 +79,17 @@ fn clock_resolution() -> f64 {
 pub fn current_thread_id() -> u64 {
     // SAFETY: pthread_self cannot fail.
     unsafe { libc::pthread_self() as u64 }
+}
+
+/// Handles are not GC-tracked (see `Handle`): for one only this loop holds, report what it
+/// references as the loop's own references, so a loop dropped without `close()` can still be
+/// collected with everything its pending callbacks reference.
+pub fn visit_owned_handle(handle: &Py<Handle>, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+    // SAFETY: reading the reference count of a live object we hold a reference to.
+    if unsafe { pyo3::ffi::Py_REFCNT(handle.as_ptr()) } == 1 {
+        handle.get().traverse_contents(visit)?;
+    }
+    Ok(())
 }
 
 /// Size of the loop's read buffer: the most one read returns.
@@ -273,8 +284,10 @@ impl LoopCore {
             )
         };
         // Released outside the borrow: dropping them may run arbitrary Python code.
-        for timer in &timers {
-            timer.get().set_unscheduled(py);
+        for handle in timers.iter().chain(ready.iter().filter_map(Ready::handle)) {
+            handle.get().set_scheduled(py, false);
+            // Pending callbacks will never run: release them (closing breaks their cycles).
+            handle.get().release_if_oneshot(py);
         }
         drop((ready, timers, watchers, owners, factory));
         drop(reactor);
@@ -298,12 +311,12 @@ impl LoopCore {
         };
         for item in &st.ready {
             match item {
-                Ready::Handle(h) => visit.call(h)?,
+                Ready::Handle(h) => visit_owned_handle(h, &visit)?,
                 Ready::Native(n) => visit.call(&n.target)?,
             }
         }
         for timer in st.timers.iter() {
-            visit.call(timer)?;
+            visit_owned_handle(timer, &visit)?;
         }
         st.io.traverse(&visit)?;
         if let Some(f) = &st.task_factory {

@@ -16,14 +16,29 @@ struct Callback {
     args: Py<PyTuple>,
 }
 
-/// A scheduled callback. Cancelling it drops the callback and its arguments at once (as asyncio
-/// does), so a cancelled timer waiting in the heap holds no memory beyond itself.
-#[pyclass(subclass, frozen, module = "ferroloop", name = "Handle")]
+/// A scheduled callback.
+///
+/// Handles are not tracked by Python's GC: `call_soon` makes one per call and tracking them
+/// would trigger collections all the time. Instead, what could tie a handle into a reference
+/// cycle is dropped early: a one-shot handle (call_soon, call_later) lets go of its callback
+/// and arguments once it has run or is cancelled, and while it waits, the loop owns it and
+/// reports its contents to the GC (see `traverse_contents`).
+#[pyclass(
+    subclass,
+    frozen,
+    freelist = 256,
+    module = "ferroloop",
+    name = "Handle"
+)]
 pub struct Handle {
     callback: GilCell<Option<Callback>>,
     context: Py<PyAny>,
     loop_: Py<PyAny>,
     cancelled: GilFlag<bool>,
+    /// Runs once (call_soon, call_later); reader/writer handles run on every event.
+    oneshot: bool,
+    /// A timer still in the loop's heap (a cancelled one counts towards heap compaction).
+    scheduled: GilFlag<bool>,
     /// Debug mode: where the handle was created, as asyncio's `_source_traceback`.
     source_traceback: Option<Py<PyAny>>,
     /// Debug mode: the repr at cancellation, so a cancelled handle still names its callback.
@@ -46,6 +61,7 @@ impl Handle {
         context: Option<Py<PyAny>>,
         loop_: Py<PyAny>,
         debug: bool,
+        oneshot: bool,
     ) -> PyResult<Handle> {
         let context = match context {
             Some(ctx) => ctx,
@@ -64,6 +80,8 @@ impl Handle {
             context,
             loop_,
             cancelled: GilFlag::new(false),
+            oneshot,
+            scheduled: GilFlag::new(false),
             source_traceback,
             cancelled_repr: GilCell::new(None),
         })
@@ -75,6 +93,41 @@ impl Handle {
 
     pub fn loop_obj(&self) -> &Py<PyAny> {
         &self.loop_
+    }
+
+    pub fn is_scheduled(&self, py: Python<'_>) -> bool {
+        self.scheduled.get(py)
+    }
+
+    pub fn set_scheduled(&self, py: Python<'_>, scheduled: bool) {
+        self.scheduled.set(py, scheduled);
+    }
+
+    /// After a one-shot handle ran: drop the callback and its arguments (nothing can run them
+    /// again, and they may hold a reference cycle through this untracked handle).
+    pub fn release_if_oneshot(&self, py: Python<'_>) {
+        if self.oneshot {
+            let taken = self.callback.borrow_mut(py).take();
+            drop(taken);
+        }
+    }
+
+    /// Reports what the handle references, for the `__traverse__` of its owner. Only call it
+    /// for a handle nobody else references (refcount 1), or the GC could wrongly conclude
+    /// that these objects are unreachable.
+    pub fn traverse_contents(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.context)?;
+        visit.call(&self.loop_)?;
+        if let Some(tb) = &self.source_traceback {
+            visit.call(tb)?;
+        }
+        if let Some(cb) = self.callback.try_borrow_unguarded() {
+            if let Some(cb) = &*cb {
+                visit.call(&cb.callback)?;
+                visit.call(&cb.args)?;
+            }
+        }
+        Ok(())
     }
 
     /// Marks the handle cancelled; true if it was not already.
@@ -295,54 +348,17 @@ impl Handle {
         }
         Ok(format!("<{}>", Handle::repr_parts(slf)?.join(" ")))
     }
-
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.context)?;
-        visit.call(&self.loop_)?;
-        if let Some(tb) = &self.source_traceback {
-            visit.call(tb)?;
-        }
-        if let Some(cb) = self.callback.try_borrow_unguarded() {
-            if let Some(cb) = &*cb {
-                visit.call(&cb.callback)?;
-                visit.call(&cb.args)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn __clear__(&self) {
-        let taken = self
-            .callback
-            .try_borrow_mut_unguarded()
-            .and_then(|mut cb| cb.take());
-        drop(taken);
-    }
 }
 
 /// A handle that runs at a deadline on the loop's clock.
-#[pyclass(extends = Handle, frozen, module = "ferroloop", name = "TimerHandle")]
+#[pyclass(extends = Handle, frozen, freelist = 256, module = "ferroloop", name = "TimerHandle")]
 pub struct TimerHandle {
     when: f64,
-    /// In the loop's timer heap; cleared when it moves to the ready queue. A cancelled timer
-    /// that is still scheduled counts towards the loop's heap compaction.
-    scheduled: GilFlag<bool>,
 }
 
 impl TimerHandle {
     pub fn new(when: f64) -> TimerHandle {
-        TimerHandle {
-            when,
-            scheduled: GilFlag::new(true),
-        }
-    }
-
-    pub fn when_value(&self) -> f64 {
-        self.when
-    }
-
-    pub fn set_unscheduled(&self, py: Python<'_>) {
-        self.scheduled.set(py, false);
+        TimerHandle { when }
     }
 }
 
@@ -351,7 +367,7 @@ impl TimerHandle {
     fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let base = slf.as_super();
-        if Handle::mark_cancelled(base)? && slf.get().scheduled.get(py) {
+        if Handle::mark_cancelled(base)? && base.get().scheduled.get(py) {
             if let Ok(loop_) = base.get().loop_.bind(py).cast::<LoopCore>() {
                 loop_.get().timer_cancelled(py);
             }
@@ -369,8 +385,8 @@ impl TimerHandle {
     }
 
     #[getter]
-    fn _scheduled(&self, py: Python<'_>) -> bool {
-        self.scheduled.get(py)
+    fn _scheduled(slf: &Bound<'_, Self>) -> bool {
+        slf.as_super().get().scheduled.get(slf.py())
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {

@@ -134,6 +134,7 @@ impl LoopCore {
             None,
             slf.clone().into_any().unbind(),
             debug,
+            false,
         )?;
         let handle = Py::new(py, handle)?;
         this.install_watcher(py, fd, direction, Watcher::Handle(handle.clone_ref(py)))?;

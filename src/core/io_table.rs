@@ -43,6 +43,15 @@ pub enum Ready {
     Native(NativeWatcher),
 }
 
+impl Ready {
+    pub fn handle(&self) -> Option<&Py<Handle>> {
+        match self {
+            Ready::Handle(h) => Some(h),
+            Ready::Native(_) => None,
+        }
+    }
+}
+
 impl Watcher {
     fn to_ready(&self, py: Python<'_>) -> Option<Ready> {
         match self {
@@ -54,7 +63,7 @@ impl Watcher {
 
     pub fn traverse(&self, visit: &pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
         match self {
-            Watcher::Handle(h) => visit.call(h),
+            Watcher::Handle(h) => super::event_loop::visit_owned_handle(h, visit),
             Watcher::Native(n) => visit.call(&n.target),
         }
     }
@@ -103,10 +112,29 @@ impl FdEntry {
 #[derive(Default)]
 pub struct IoTable {
     slots: Vec<Option<FdEntry>>,
+    /// How many fds epoll watches for us (the loop skips a non-blocking poll when none).
+    registered_fds: usize,
 }
 
-/// Brings epoll's interest for `fd` in line with what the entry wants.
-fn sync_interest(poller: &Poller, fd: RawFd, entry: &mut FdEntry) -> io::Result<()> {
+/// Brings epoll's interest for `fd` in line with what the entry wants, keeping the count of
+/// registered fds.
+fn sync_interest(
+    poller: &Poller,
+    fd: RawFd,
+    entry: &mut FdEntry,
+    registered_fds: &mut usize,
+) -> io::Result<()> {
+    let was_registered = !entry.registered.is_empty();
+    update_interest(poller, fd, entry)?;
+    match (was_registered, !entry.registered.is_empty()) {
+        (false, true) => *registered_fds += 1,
+        (true, false) => *registered_fds -= 1,
+        _ => {}
+    }
+    Ok(())
+}
+
+fn update_interest(poller: &Poller, fd: RawFd, entry: &mut FdEntry) -> io::Result<()> {
     let want = entry.desired();
     if want == entry.registered {
         return Ok(());
@@ -152,6 +180,11 @@ impl IoTable {
         }
     }
 
+    /// False when epoll watches nothing for us: a non-blocking poll could only return empty.
+    pub fn has_registered_fds(&self) -> bool {
+        self.registered_fds > 0
+    }
+
     pub fn owner(&self, fd: RawFd) -> Option<&Py<PyAny>> {
         self.entry(fd).and_then(|e| e.owner.as_ref())
     }
@@ -180,9 +213,13 @@ impl IoTable {
         direction: Direction,
         watcher: Watcher,
     ) -> Result<Option<Watcher>, (io::Error, Watcher)> {
-        let entry = self.entry_mut(fd);
+        let index = fd as usize;
+        if index >= self.slots.len() {
+            self.slots.resize_with(index + 1, || None);
+        }
+        let entry = self.slots[index].get_or_insert_with(FdEntry::default);
         let previous = entry.slot(direction).replace(watcher);
-        if let Err(err) = sync_interest(poller, fd, entry) {
+        if let Err(err) = sync_interest(poller, fd, entry, &mut self.registered_fds) {
             let failed = std::mem::replace(entry.slot(direction), previous);
             self.forget_if_unused(fd);
             return Err((err, failed.expect("the watcher just installed")));
@@ -201,8 +238,8 @@ impl IoTable {
         let entry = self.slots.get_mut(index)?.as_mut()?;
         let removed = entry.slot(direction).take();
         if removed.is_some() {
-            // Removal cannot fail in a way the caller could act on (see sync_interest).
-            let _ = sync_interest(poller, fd, entry);
+            // Removal cannot fail in a way the caller could act on (see update_interest).
+            let _ = sync_interest(poller, fd, entry, &mut self.registered_fds);
             self.forget_if_unused(fd);
         }
         removed
@@ -253,7 +290,7 @@ impl IoTable {
             }
         }
         if stale {
-            let _ = sync_interest(poller, event.fd, entry);
+            let _ = sync_interest(poller, event.fd, entry, &mut self.registered_fds);
         }
     }
 
@@ -272,6 +309,7 @@ impl IoTable {
             }
         }
         self.slots = Vec::new();
+        self.registered_fds = 0;
         (watchers, owners)
     }
 

@@ -9,7 +9,7 @@ use pyo3::types::PyDict;
 
 use super::debug;
 use super::event_loop::{monotonic, LoopCore};
-use super::handle::{Handle, RunOutcome, TimerHandle};
+use super::handle::{Handle, RunOutcome};
 use super::io_table::{NativeWatcher, Ready};
 use crate::errors::os_error;
 
@@ -24,21 +24,22 @@ impl LoopCore {
     fn drop_cancelled_timers(&self, py: Python<'_>) {
         let compact = {
             let st = self.state.borrow(py);
+            if st.cancelled_timers == 0 {
+                return;
+            }
             st.timers.len() > MIN_TIMERS_TO_COMPACT && st.cancelled_timers * 2 > st.timers.len()
         };
         if compact {
             let mut removed = Vec::new();
             {
                 let mut st = self.state.borrow_mut(py);
-                st.timers.retain(
-                    |t| !t.bind(py).as_super().get().is_cancelled(py),
-                    |t| removed.push(t),
-                );
+                st.timers
+                    .retain(|t| !t.get().is_cancelled(py), |t| removed.push(t));
                 st.cancelled_timers = 0;
                 st.timers.shrink_if_sparse();
             }
             for timer in &removed {
-                timer.get().set_unscheduled(py);
+                timer.get().set_scheduled(py, false);
             }
             drop(removed);
             return;
@@ -47,7 +48,7 @@ impl LoopCore {
             let popped = {
                 let mut st = self.state.borrow_mut(py);
                 match st.timers.peek() {
-                    Some((_, t)) if t.bind(py).as_super().get().is_cancelled(py) => {
+                    Some((_, t)) if t.get().is_cancelled(py) => {
                         st.cancelled_timers = st.cancelled_timers.saturating_sub(1);
                         st.timers.pop()
                     }
@@ -56,7 +57,7 @@ impl LoopCore {
             };
             match popped {
                 Some((_, timer)) => {
-                    timer.get().set_unscheduled(py);
+                    timer.get().set_scheduled(py, false);
                     drop(timer);
                 }
                 None => break,
@@ -82,6 +83,15 @@ impl LoopCore {
     fn poll_io(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<()> {
         let (reactor, mut events) = {
             let mut st = self.state.borrow_mut(py);
+            if timeout == Some(Duration::ZERO) && !st.io.has_registered_fds() {
+                // Nothing is watched, so nothing can be ready: skip the syscall. (Other threads
+                // reach a non-blocking loop through the ready queue, not the waker.)
+                return if st.reactor.is_some() {
+                    Ok(())
+                } else {
+                    Err(crate::errors::loop_closed())
+                };
+            }
             let reactor = st.reactor.clone().ok_or_else(crate::errors::loop_closed)?;
             (reactor, std::mem::take(&mut st.events))
         };
@@ -125,6 +135,9 @@ impl LoopCore {
 
     /// Moves every timer that is due to the ready queue.
     fn queue_due_timers(&self, py: Python<'_>) {
+        if self.state.borrow(py).timers.is_empty() {
+            return;
+        }
         let end_time = monotonic() + self.clock_resolution;
         loop {
             let due = {
@@ -133,19 +146,19 @@ impl LoopCore {
                     Some((when, _)) if when < end_time => {}
                     _ => break,
                 }
-                let (_, timer) = st.timers.pop().expect("peeked above");
-                timer.get().set_unscheduled(py);
-                let bound = timer.bind(py);
-                if bound.as_super().get().is_cancelled(py) {
+                let Some((_, timer)) = st.timers.pop() else {
+                    break;
+                };
+                timer.get().set_scheduled(py, false);
+                if timer.get().is_cancelled(py) {
                     st.cancelled_timers = st.cancelled_timers.saturating_sub(1);
                     Some(timer)
                 } else {
-                    let base: Py<Handle> = bound.clone().into_super().unbind();
-                    st.ready.push_back(Ready::Handle(base));
+                    st.ready.push_back(Ready::Handle(timer));
                     None
                 }
             };
-            drop::<Option<Py<TimerHandle>>>(due);
+            drop::<Option<Py<Handle>>>(due);
         }
     }
 
@@ -171,15 +184,21 @@ impl LoopCore {
                 }
                 Ready::Native(watcher) => run_native(slf, watcher),
             };
+            let slow = debug && monotonic() - started >= this.slow_callback_duration.get(py);
+            let reported = match (&outcome, slow) {
+                (RunOutcome::Ok, true) => {
+                    debug::warn_slow_callback(py, &item, monotonic() - started)
+                }
+                _ => Ok(()),
+            };
+            if let Some(handle) = item.handle() {
+                handle.get().release_if_oneshot(py);
+            }
+            drop(item);
             if let RunOutcome::Propagate(err) = outcome {
                 return Err(err);
             }
-            if debug {
-                let elapsed = monotonic() - started;
-                if elapsed >= this.slow_callback_duration.get(py) {
-                    debug::warn_slow_callback(py, &item, elapsed)?;
-                }
-            }
+            reported?;
         }
         Ok(())
     }

@@ -54,6 +54,7 @@ impl LoopCore {
         }
     }
 
+    /// A one-shot handle for `callback(*args)` on this loop.
     fn new_handle(
         slf: &Bound<'_, LoopCore>,
         callback: Bound<'_, PyAny>,
@@ -68,6 +69,7 @@ impl LoopCore {
             context.map(Bound::unbind),
             slf.clone().into_any().unbind(),
             slf.get().debug.get(py),
+            true,
         )
     }
 
@@ -109,14 +111,13 @@ impl LoopCore {
         }
         check_callback(py, &callback, method, debug)?;
         let base = LoopCore::new_handle(slf, callback, args, context)?;
+        base.set_scheduled(py, true);
         let timer = Py::new(
             py,
             PyClassInitializer::from(base).add_subclass(TimerHandle::new(when)),
         )?;
-        this.state
-            .borrow_mut(py)
-            .timers
-            .push(when, timer.clone_ref(py));
+        let queued: Py<Handle> = timer.bind(py).clone().into_super().unbind();
+        this.state.borrow_mut(py).timers.push(when, queued);
         Ok(timer)
     }
 }
