@@ -4,7 +4,10 @@ The same asyncio program runs twice (three times with uvloop installed): a serve
 connections and echoing every message, and concurrent clients doing request/response round
 trips. It prints what it did and how fast, per loop.
 
-    python examples/echo_demo.py [--clients 10] [--seconds 2] [--size 1024]
+    python examples/echo_demo.py [--api streams|sock] [--clients 10] [--seconds 2] [--size 1024]
+
+``--api streams`` (the default) is asyncio.start_server / open_connection; ``--api sock`` is the
+low-level loop.sock_accept / sock_recv / sock_sendall.
 """
 
 import argparse
@@ -48,7 +51,40 @@ async def client(loop, address, message, deadline):
     return round_trips
 
 
-async def main(clients, seconds, size):
+async def serve_stream(reader, writer):
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+
+async def stream_client(address, message, deadline):
+    reader, writer = await asyncio.open_connection(*address)
+    round_trips = 0
+    while time.monotonic() < deadline:
+        writer.write(message)
+        await writer.drain()
+        await reader.readexactly(len(message))
+        round_trips += 1
+    writer.close()
+    await writer.wait_closed()
+    return round_trips
+
+
+async def main_streams(clients, seconds, size):
+    server = await asyncio.start_server(serve_stream, '127.0.0.1', 0)
+    address = server.sockets[0].getsockname()
+    message = b'x' * size
+    started = time.monotonic()
+    counts = await asyncio.gather(*[stream_client(address, message, started + seconds) for _ in range(clients)])
+    elapsed = time.monotonic() - started
+    server.close()
+    await server.wait_closed()
+    return sum(counts), elapsed
+
+
+async def main_sock(clients, seconds, size):
     loop = asyncio.get_running_loop()
     listener = socket.create_server(('127.0.0.1', 0))
     listener.setblocking(False)
@@ -68,6 +104,7 @@ async def main(clients, seconds, size):
 
 
 def run_on(name, factory, args):
+    main = main_streams if args.api == 'streams' else main_sock
     with asyncio.Runner(loop_factory=factory) as runner:
         kind = type(runner.get_loop()).__module__.split('.')[0]
         total, elapsed = runner.run(main(args.clients, args.seconds, args.size))
@@ -79,6 +116,7 @@ def run_on(name, factory, args):
 
 def cli():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--api', choices=['streams', 'sock'], default='streams')
     parser.add_argument('--clients', type=int, default=10)
     parser.add_argument('--seconds', type=float, default=2.0)
     parser.add_argument('--size', type=int, default=1024)
@@ -89,7 +127,9 @@ def cli():
         loops.insert(1, ('uvloop', uvloop.new_event_loop))
     except ImportError:
         pass
-    print('echo over TCP loopback with loop.sock_accept/sock_recv/sock_sendall; server and clients share one loop')
+    api = ('asyncio.start_server / open_connection' if args.api == 'streams'
+           else 'loop.sock_accept / sock_recv / sock_sendall')
+    print(f'echo over TCP loopback with {api}; server and clients share one loop')
     rates = {name: run_on(name, factory, args) for name, factory in loops}
     base = rates['asyncio']
     print('ferroloop / asyncio: {:.2f}x'.format(rates['ferroloop'] / base)
