@@ -18,6 +18,7 @@ from .dns import DnsMixin
 from .exception_handler import ExceptionHandlerMixin
 from .executor import ExecutorMixin
 from .missing import MissingFeaturesMixin
+from .pipes import PipesMixin
 from .servers import ServersMixin
 from .signals import SignalMixin
 from .sock import SockMixin
@@ -47,6 +48,7 @@ class EventLoop(
     SockMixin,
     ConnectionsMixin,
     ServersMixin,
+    PipesMixin,
     TlsMixin,
     SignalMixin,
     MissingFeaturesMixin,
