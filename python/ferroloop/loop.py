@@ -14,6 +14,7 @@ from asyncio import coroutines, events, futures, tasks
 from . import _ferroloop
 from .asyncgens import AsyncGenMixin
 from .connections import ConnectionsMixin
+from .datagram import DatagramMixin
 from .dns import DnsMixin
 from .exception_handler import ExceptionHandlerMixin
 from .executor import ExecutorMixin
@@ -48,6 +49,7 @@ class EventLoop(
     SockMixin,
     ConnectionsMixin,
     ServersMixin,
+    DatagramMixin,
     PipesMixin,
     TlsMixin,
     SignalMixin,

@@ -13,9 +13,6 @@ def _missing(name):
 
 class MissingFeaturesMixin:
 
-    async def create_datagram_endpoint(self, protocol_factory, local_addr=None, remote_addr=None, **kwargs):
-        _missing('create_datagram_endpoint')
-
     async def sendfile(self, transport, file, offset=0, count=None, *, fallback=True):
         _missing('sendfile')
 
