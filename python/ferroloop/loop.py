@@ -20,6 +20,7 @@ from .exception_handler import ExceptionHandlerMixin
 from .executor import ExecutorMixin
 from .missing import MissingFeaturesMixin
 from .pipes import PipesMixin
+from .sendfile import SendfileMixin
 from .servers import ServersMixin
 from .signals import SignalMixin
 from .sock import SockMixin
@@ -51,6 +52,7 @@ class EventLoop(
     ServersMixin,
     DatagramMixin,
     PipesMixin,
+    SendfileMixin,
     TlsMixin,
     SignalMixin,
     MissingFeaturesMixin,

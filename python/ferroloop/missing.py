@@ -13,12 +13,6 @@ def _missing(name):
 
 class MissingFeaturesMixin:
 
-    async def sendfile(self, transport, file, offset=0, count=None, *, fallback=True):
-        _missing('sendfile')
-
-    async def sock_sendfile(self, sock, file, offset=0, count=None, *, fallback=True):
-        _missing('sock_sendfile')
-
     async def subprocess_exec(self, protocol_factory, *args, **kwargs):
         _missing('subprocess_exec')
 
