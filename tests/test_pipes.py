@@ -446,6 +446,7 @@ def test_write_pipe_pause_writing_error_goes_to_the_exception_handler(loop, run_
         transport.write(b'x' * (1024 * 1024))
         assert [c['message'] for c in errors] == ['protocol.pause_writing() failed']
         assert isinstance(errors[0]['exception'], ZeroDivisionError)
+        assert errors[0]['exception'].__traceback__ is not None  # logged with its traceback
         assert errors[0]['transport'] is transport
         assert errors[0]['protocol'] is proto
         transport.abort()

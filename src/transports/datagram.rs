@@ -328,16 +328,18 @@ impl DatagramTransport {
             return Err(err);
         }
         let this = slf.get();
-        let exc = err.value(py).clone();
+        let quiet = err.is_instance_of::<PyOSError>(py);
+        // into_value: the exception with its traceback attached (value() leaves it off).
+        let exc = err.into_value(py).into_bound(py).into_any();
         report_fatal_error(
             this.loop_ref(py),
             &exc,
             message,
-            err.is_instance_of::<PyOSError>(py),
+            quiet,
             this.wrapper(py),
             this.protocol_obj(py),
         )?;
-        DatagramTransport::force_close(slf, Some(exc.into_any().unbind()))
+        DatagramTransport::force_close(slf, Some(exc.unbind()))
     }
 
     /// `protocol.error_received(exc)` for an OSError of a send or receive; anything else is
@@ -348,6 +350,7 @@ impl DatagramTransport {
             return DatagramTransport::fatal_error(slf, err, message);
         }
         let this = slf.get();
+        let exc = err.into_value(py);
         let method = this.state.borrow(py).protocol.as_ref().map(|p| {
             (
                 p.obj.clone_ref(py),
@@ -355,10 +358,10 @@ impl DatagramTransport {
             )
         });
         match method {
-            Some((_, Some(method))) => method.bind(py).call1((err.value(py),)).map(drop),
+            Some((_, Some(method))) => method.bind(py).call1((exc,)).map(drop),
             Some((obj, None)) => obj
                 .bind(py)
-                .call_method1("error_received", (err.value(py),))
+                .call_method1("error_received", (exc,))
                 .map(drop),
             None => Ok(()),
         }

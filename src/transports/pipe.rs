@@ -238,16 +238,18 @@ impl ReadPipeTransport {
     fn fatal_error(slf: &Bound<'_, Self>, err: PyErr, message: &str) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let exc = err.value(py).clone();
+        let quiet = is_eio(py, &err);
+        // into_value: the exception with its traceback attached (value() leaves it off).
+        let exc = err.into_value(py).into_bound(py).into_any();
         report_fatal_error(
             this.loop_.bind(py),
             &exc,
             message,
-            is_eio(py, &err),
+            quiet,
             this.wrapper(py),
             this.protocol(py),
         )?;
-        ReadPipeTransport::close_with(slf, Some(exc.into_any().unbind()))
+        ReadPipeTransport::close_with(slf, Some(exc.unbind()))
     }
 
     /// The fd is readable: one read, handed to the protocol. An exception from
@@ -654,16 +656,17 @@ impl WritePipeTransport {
     fn fatal_error(slf: &Bound<'_, Self>, err: PyErr, message: &str) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let exc = err.value(py).clone();
+        let quiet = err.is_instance_of::<PyOSError>(py);
+        let exc = err.into_value(py).into_bound(py).into_any();
         report_fatal_error(
             this.loop_.bind(py),
             &exc,
             message,
-            err.is_instance_of::<PyOSError>(py),
+            quiet,
             this.wrapper(py),
             this.protocol(py),
         )?;
-        WritePipeTransport::close_with(slf, Some(exc.into_any().unbind()))
+        WritePipeTransport::close_with(slf, Some(exc.unbind()))
     }
 
     fn write_now(&self, data: &[u8]) -> std::io::Result<usize> {

@@ -64,7 +64,7 @@ pub fn call_flow_control(
     }
     let context = PyDict::new(py);
     context.set_item("message", format!("protocol.{method}() failed"))?;
-    context.set_item("exception", err.value(py))?;
+    context.set_item("exception", err.into_value(py))?;
     context.set_item("transport", transport)?;
     context.set_item("protocol", protocol)?;
     lp.call_method1("call_exception_handler", (context,))?;
