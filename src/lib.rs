@@ -20,6 +20,9 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<core::handle::TimerHandle>()?;
     m.add_class::<sock::SockOp>()?;
     m.add_class::<transports::stream::StreamTransport>()?;
+    m.add_class::<transports::pipe::ReadPipeTransport>()?;
+    m.add_class::<transports::pipe::WritePipeTransport>()?;
+    m.add_class::<transports::datagram::DatagramTransport>()?;
     m.add_function(wrap_pyfunction!(check_callback, m)?)?;
     Ok(())
 }

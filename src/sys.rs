@@ -84,3 +84,27 @@ pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: buf is a live, writable slice of buf.len() bytes.
     result(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
 }
+
+/// `recvfrom(fd, buf, 0, &from)`: the datagram's size and the sender's address (`from` is
+/// zeroed first, as CPython does, so a short address reads as NUL-padded).
+pub fn recvfrom(
+    fd: RawFd,
+    buf: &mut [u8],
+    from: &mut libc::sockaddr_storage,
+) -> io::Result<(usize, libc::socklen_t)> {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+    *from = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: buf is a live, writable slice; `from` is writable for `len` bytes.
+    let n = result(unsafe {
+        libc::recvfrom(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            0,
+            (from as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    })?;
+    Ok((n, len))
+}

@@ -14,10 +14,13 @@ from asyncio import coroutines, events, futures, tasks
 from . import _ferroloop
 from .asyncgens import AsyncGenMixin
 from .connections import ConnectionsMixin
+from .datagram import DatagramMixin
 from .dns import DnsMixin
 from .exception_handler import ExceptionHandlerMixin
 from .executor import ExecutorMixin
 from .missing import MissingFeaturesMixin
+from .pipes import PipesMixin
+from .sendfile import SendfileMixin
 from .servers import ServersMixin
 from .signals import SignalMixin
 from .sock import SockMixin
@@ -47,6 +50,9 @@ class EventLoop(
     SockMixin,
     ConnectionsMixin,
     ServersMixin,
+    DatagramMixin,
+    PipesMixin,
+    SendfileMixin,
     TlsMixin,
     SignalMixin,
     MissingFeaturesMixin,

@@ -13,21 +13,6 @@ def _missing(name):
 
 class MissingFeaturesMixin:
 
-    async def create_datagram_endpoint(self, protocol_factory, local_addr=None, remote_addr=None, **kwargs):
-        _missing('create_datagram_endpoint')
-
-    async def connect_read_pipe(self, protocol_factory, pipe):
-        _missing('connect_read_pipe')
-
-    async def connect_write_pipe(self, protocol_factory, pipe):
-        _missing('connect_write_pipe')
-
-    async def sendfile(self, transport, file, offset=0, count=None, *, fallback=True):
-        _missing('sendfile')
-
-    async def sock_sendfile(self, sock, file, offset=0, count=None, *, fallback=True):
-        _missing('sock_sendfile')
-
     async def subprocess_exec(self, protocol_factory, *args, **kwargs):
         _missing('subprocess_exec')
 

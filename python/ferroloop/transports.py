@@ -9,7 +9,7 @@ dict, so calling them costs no Python frame. Monkeypatching ``transport.write`` 
 
 import socket
 import warnings
-from asyncio import trsock
+from asyncio import constants, trsock
 from asyncio.transports import _FlowControlMixin
 
 from . import _ferroloop
@@ -28,6 +28,8 @@ class SocketTransport(_FlowControlMixin):
     # _FlowControlMixin is what asyncio's sendfile fallback requires of a transport; the
     # flow-control state itself lives in the core (see the properties below).
     _start_tls_compatible = True
+    # loop.sendfile() may use os.sendfile on it (see sendfile.py).
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
     def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
         super(_FlowControlMixin, self).__init__(extra)

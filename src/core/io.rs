@@ -276,6 +276,27 @@ impl LoopCore {
         )
     }
 
+    /// `remove_reader` without the transport check (asyncio's `_remove_reader`): for the
+    /// loop's own helpers working on a transport's fd (sendfile).
+    fn _remove_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let py = slf.py();
+        let raw = fileobj_to_fd(fd)?;
+        if slf.get().closed.get(py) {
+            return Ok(false);
+        }
+        slf.get().uninstall_watcher(py, raw, Direction::Read)
+    }
+
+    /// `remove_writer` without the transport check (asyncio's `_remove_writer`).
+    fn _remove_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let py = slf.py();
+        let raw = fileobj_to_fd(fd)?;
+        if slf.get().closed.get(py) {
+            return Ok(false);
+        }
+        slf.get().uninstall_watcher(py, raw, Direction::Write)
+    }
+
     /// RuntimeError if a live transport owns `fd`.
     fn _ensure_fd_no_transport(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<()> {
         let raw = fileobj_to_fd(fd)?;

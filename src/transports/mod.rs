@@ -1,5 +1,8 @@
 //! Transports: the per-connection hot path, in Rust.
 
+pub mod datagram;
 pub mod flow_control;
+pub mod pipe;
+pub mod report;
 pub mod stream;
 pub mod write_buffer;

@@ -1000,7 +1000,7 @@ impl StreamTransport {
 
 /// The bytes of a write: a `bytes` object is kept by reference, a mutable buffer is copied
 /// (the caller may change it once write() returns).
-fn to_chunk(data: &Bound<'_, PyAny>) -> PyResult<Chunk> {
+pub fn to_chunk(data: &Bound<'_, PyAny>) -> PyResult<Chunk> {
     if let Ok(bytes) = data.cast::<PyBytes>() {
         let slice = bytes.as_bytes();
         let (ptr, len) = (slice.as_ptr(), slice.len());

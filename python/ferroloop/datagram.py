@@ -1,0 +1,263 @@
+"""Datagrams: ``create_datagram_endpoint`` and the transport it returns.
+
+Argument checking, name resolution and socket setup happen here, once per endpoint, with
+asyncio 3.11's rules and messages; sending and receiving are done by the native core
+(``_ferroloop.DatagramTransport``).
+"""
+
+import os
+import socket
+import stat
+import warnings
+from asyncio import transports, trsock
+from asyncio.log import logger
+from asyncio.transports import _FlowControlMixin
+
+from . import _ferroloop
+from .servers import _set_reuseport
+
+
+class DatagramTransport(_FlowControlMixin, transports.Transport, transports.DatagramTransport):
+    """A UDP or Unix datagram endpoint (``asyncio.DatagramTransport``).
+
+    It is also an ``asyncio.Transport``, as asyncio's own datagram transport is (3.11 checks
+    ``isinstance(t, asyncio.Transport)``; 3.12 made it a ``DatagramTransport`` too).
+    """
+
+    def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
+        # _FlowControlMixin's own state (water marks, paused flag) lives in the core.
+        super(_FlowControlMixin, self).__init__(extra)
+        self._loop = loop
+        info = self._extra
+        info['socket'] = trsock.TransportSocket(sock)
+        try:
+            info['sockname'] = sock.getsockname()
+        except OSError:
+            info['sockname'] = None
+        if 'peername' not in info:
+            try:
+                info['peername'] = sock.getpeername()
+            except OSError:
+                info['peername'] = None
+        core = _ferroloop.DatagramTransport(loop, self, sock, protocol, address,
+                                            bool(info['peername']))
+        self._core = core
+        self.sendto = core.sendto
+        self.is_closing = core.is_closing
+        self.get_write_buffer_size = core.get_write_buffer_size
+        core._begin(waiter)
+
+    def __repr__(self):
+        core = self._core
+        info = [self.__class__.__name__]
+        if not core._open:
+            info.append('closed')
+        elif core.is_closing():
+            info.append('closing')
+        info.append(f'fd={core._fd}')
+        if core._open and not self._loop.is_closed():
+            info.append('read=polling' if core._reading else 'read=idle')
+            state = 'polling' if core._writing else 'idle'
+            info.append(f'write=<{state}, bufsize={core.get_write_buffer_size()}>')
+        return '<{}>'.format(' '.join(info))
+
+    def __del__(self, _warn=warnings.warn):
+        core = self.__dict__.get('_core')
+        if core is not None and core._open:
+            _warn(f'unclosed transport {self!r}', ResourceWarning, source=self)
+            core._close_socket()
+
+    def sendto(self, data, addr=None):
+        self._core.sendto(data, addr)
+
+    def is_closing(self):
+        return self._core.is_closing()
+
+    def close(self):
+        self._core.close()
+
+    def abort(self):
+        self._core.abort()
+
+    def _force_close(self, exc):
+        self._core._force_close(exc)
+
+    def _fatal_error(self, exc, message='Fatal error on transport'):
+        self._core._fatal_error(exc, message)
+
+    def is_reading(self):
+        return self._core.is_reading()
+
+    def pause_reading(self):
+        self._core.pause_reading()
+
+    def resume_reading(self):
+        self._core.resume_reading()
+
+    def get_write_buffer_size(self):
+        return self._core.get_write_buffer_size()
+
+    def get_write_buffer_limits(self):
+        return self._core.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        self._core.set_write_buffer_limits(high, low)
+
+    def get_protocol(self):
+        return self._core.get_protocol()
+
+    def set_protocol(self, protocol):
+        self._core.set_protocol(protocol)
+
+    @property
+    def _protocol_paused(self):
+        return self._core._protocol_paused
+
+    @property
+    def _low_water(self):
+        return self._core.get_write_buffer_limits()[0]
+
+    @property
+    def _high_water(self):
+        return self._core.get_write_buffer_limits()[1]
+
+    @property
+    def _address(self):
+        return self._core._address
+
+    @property
+    def _sock(self):
+        return self._extra['socket']._sock if self._core._open else None
+
+    @property
+    def _sock_fd(self):
+        return self._core._fd
+
+    @property
+    def _protocol(self):
+        return self._core.get_protocol()
+
+
+def _remove_stale_unix_socket(path):
+    """A socket file left at ``path`` by an earlier run is removed, so bind() can succeed."""
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.remove(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        # The directory may allow creating the socket but not inspecting it.
+        logger.error('Unable to check or remove stale UNIX socket %r: %r', path, err)
+
+
+class DatagramMixin:
+
+    def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
+        return DatagramTransport(self, sock, protocol, address, waiter, extra)
+
+    async def _datagram_address_pairs(self, local_addr, remote_addr, family, proto, flags):
+        """``[((family, proto), (local, remote)), ...]``: the resolved address pairs to try."""
+        if not (local_addr or remote_addr):
+            if family == 0:
+                raise ValueError('unexpected address family')
+            return [((family, proto), (None, None))]
+        if hasattr(socket, 'AF_UNIX') and family == socket.AF_UNIX:
+            for addr in (local_addr, remote_addr):
+                if addr is not None and not isinstance(addr, str):
+                    raise TypeError('string is expected')
+            if local_addr and local_addr[0] not in (0, '\x00'):
+                _remove_stale_unix_socket(local_addr)
+            return [((family, proto), (local_addr, remote_addr))]
+        # (family, proto) -> [local, remote], in resolution order.
+        by_key = {}
+        for index, addr in ((0, local_addr), (1, remote_addr)):
+            if addr is None:
+                continue
+            if not (isinstance(addr, tuple) and len(addr) == 2):
+                raise TypeError('2-tuple is expected')
+            infos = await self._ensure_resolved(addr, family=family, type=socket.SOCK_DGRAM,
+                                                proto=proto, flags=flags)
+            if not infos:
+                raise OSError('getaddrinfo() returned empty list')
+            for info_family, _, info_proto, _, address in infos:
+                by_key.setdefault((info_family, info_proto), [None, None])[index] = address
+        # Only the (family, proto) pairs that can serve every address that was asked for.
+        pairs = [(key, pair) for key, pair in by_key.items()
+                 if not ((local_addr and pair[0] is None) or (remote_addr and pair[1] is None))]
+        if not pairs:
+            raise ValueError('can not get address information')
+        return pairs
+
+    async def create_datagram_endpoint(self, protocol_factory, local_addr=None, remote_addr=None,
+                                       *, family=0, proto=0, flags=0, reuse_port=None,
+                                       allow_broadcast=None, sock=None):
+        """Create a datagram endpoint; return ``(transport, protocol)``.
+
+        Bound to ``local_addr`` and/or connected to ``remote_addr`` (host/port 2-tuples, or
+        paths for ``family=AF_UNIX``), or over ``sock``, an existing datagram socket. With
+        ``allow_broadcast``, ``remote_addr`` is only the default destination (the socket is
+        not connected). Python 3.11 has no ``reuse_address`` (it was unsafe for UDP).
+        """
+        if sock is not None:
+            if sock.type != socket.SOCK_DGRAM:
+                raise ValueError(f'A UDP Socket was expected, got {sock!r}')
+            if (local_addr or remote_addr or family or proto or flags or reuse_port
+                    or allow_broadcast):
+                given = {'local_addr': local_addr, 'remote_addr': remote_addr, 'family': family,
+                         'proto': proto, 'flags': flags, 'reuse_port': reuse_port,
+                         'allow_broadcast': allow_broadcast}
+                problems = ', '.join(f'{name}={value}' for name, value in given.items() if value)
+                raise ValueError(f'socket modifier keyword arguments can not be used '
+                                 f'when sock is specified. ({problems})')
+            sock.setblocking(False)
+            remote = None
+        else:
+            pairs = await self._datagram_address_pairs(local_addr, remote_addr, family, proto,
+                                                       flags)
+            errors = []
+            for (pair_family, pair_proto), (local, remote_address) in pairs:
+                sock = None
+                remote = None
+                try:
+                    sock = socket.socket(family=pair_family, type=socket.SOCK_DGRAM,
+                                         proto=pair_proto)
+                    if reuse_port:
+                        _set_reuseport(sock)
+                    if allow_broadcast:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+                    sock.setblocking(False)
+                    if local_addr:
+                        sock.bind(local)
+                    if remote_addr:
+                        if not allow_broadcast:
+                            await self.sock_connect(sock, remote_address)
+                        remote = remote_address
+                except OSError as exc:
+                    if sock is not None:
+                        sock.close()
+                    errors.append(exc)
+                except BaseException:
+                    if sock is not None:
+                        sock.close()
+                    raise
+                else:
+                    break
+            else:
+                raise errors[0]
+
+        protocol = protocol_factory()
+        waiter = self.create_future()
+        transport = self._make_datagram_transport(sock, protocol, remote, waiter)
+        if self.get_debug():
+            if local_addr:
+                logger.info('Datagram endpoint local_addr=%r remote_addr=%r created: (%r, %r)',
+                            local_addr, remote_addr, transport, protocol)
+            else:
+                logger.debug('Datagram endpoint remote_addr=%r created: (%r, %r)',
+                             remote_addr, transport, protocol)
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            raise
+        return transport, protocol

@@ -1,0 +1,1032 @@
+//! The datagram transport (UDP and Unix datagram sockets): asyncio's
+//! `_SelectorDatagramTransport` contract, with the I/O in Rust.
+//!
+//! Protocols see `ferroloop.datagram.DatagramTransport`, a thin `asyncio.DatagramTransport`
+//! owning this core. One datagram is received per readiness event, into the loop's buffer;
+//! the sender's address is converted here for IPv4, IPv6 and Unix sockets exactly as
+//! CPython's `socket.recvfrom` converts it (other families call `recvfrom` itself).
+//! A connected socket sends with `send()`; an unconnected one calls the socket's own
+//! `sendto`, so addresses (host names included) are parsed exactly as Python parses them.
+//! What the socket cannot take now is queued, datagram by datagram, and sent when it drains.
+
+use std::collections::VecDeque;
+use std::ffi::CStr;
+use std::os::fd::RawFd;
+
+use pyo3::buffer::PyUntypedBuffer;
+use pyo3::exceptions::{
+    PyBlockingIOError, PyBufferError, PyInterruptedError, PyOSError, PyTypeError, PyValueError,
+};
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyMemoryView, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
+
+use super::flow_control::{water_marks, DEFAULT_HIGH_WATER};
+use super::report::{call_flow_control, is_fatal_signal, log_transport, report_fatal_error};
+use crate::core::event_loop::LoopCore;
+use crate::core::gil_cell::GilCell;
+use crate::core::io_table::{Direction, NativeFn, NativeWatcher};
+use crate::core::stdlib;
+use crate::errors::os_error;
+use crate::sys;
+
+/// asyncio's `max_size`: the largest datagram received whole.
+const MAX_DATAGRAM: usize = 256 * 1024;
+/// asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES.
+const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
+
+/// The protocol and the bound methods the hot paths call, looked up once. A protocol
+/// without one of them gets asyncio's AttributeError when it would be called.
+struct Protocol {
+    obj: Py<PyAny>,
+    datagram_received: Option<Py<PyAny>>,
+    error_received: Option<Py<PyAny>>,
+}
+
+impl Protocol {
+    fn new(obj: &Bound<'_, PyAny>) -> Protocol {
+        Protocol {
+            obj: obj.clone().unbind(),
+            datagram_received: obj.getattr("datagram_received").ok().map(Bound::unbind),
+            error_received: obj.getattr("error_received").ok().map(Bound::unbind),
+        }
+    }
+}
+
+/// A datagram waiting for the socket to drain: immutable bytes and where they go.
+struct Queued {
+    data: Py<PyBytes>,
+    len: usize,
+    addr: Py<PyAny>,
+}
+
+struct State {
+    /// The `asyncio.DatagramTransport` the protocol sees; dropped once the connection is lost.
+    wrapper: Option<Py<PyAny>>,
+    sock: Option<Py<PyAny>>,
+    /// `sock.sendto` and `sock.recvfrom`, bound once.
+    sendto: Option<Py<PyAny>>,
+    recvfrom: Option<Py<PyAny>>,
+    protocol: Option<Protocol>,
+    /// The remote address the endpoint was created for: sendto() accepts only it (or None).
+    address: Option<Py<PyAny>>,
+    buffer: VecDeque<Queued>,
+    buffer_size: usize,
+    high_water: usize,
+    low_water: usize,
+    protocol_paused: bool,
+    /// close() was called (or the transport failed): no more reading.
+    closing: bool,
+    /// pause_reading() is in force.
+    paused: bool,
+    /// The reader is installed.
+    reading: bool,
+    /// The writer is installed (datagrams are queued).
+    writing: bool,
+    /// Set when connection_lost is scheduled; counts sends attempted after that.
+    conn_lost: u32,
+}
+
+/// The native half of `ferroloop.datagram.DatagramTransport`.
+#[pyclass(frozen, module = "ferroloop._ferroloop", name = "DatagramTransport")]
+pub struct DatagramTransport {
+    loop_: Py<LoopCore>,
+    fd: RawFd,
+    family: i32,
+    /// The socket has a peer (`get_extra_info('peername')`): datagrams go out with send().
+    connected: bool,
+    state: GilCell<State>,
+}
+
+/// What one attempt to send or receive came to.
+enum Outcome<T> {
+    Done(T),
+    NotReady,
+    Failed(PyErr),
+}
+
+fn would_block(py: Python<'_>, err: &PyErr) -> bool {
+    err.is_instance_of::<PyBlockingIOError>(py) || err.is_instance_of::<PyInterruptedError>(py)
+}
+
+extern "C" {
+    // POSIX; the libc crate does not bind it.
+    fn inet_ntop(
+        af: libc::c_int,
+        src: *const libc::c_void,
+        dst: *mut libc::c_char,
+        size: libc::socklen_t,
+    ) -> *const libc::c_char;
+}
+
+/// An IPv4 or IPv6 address as text, by the C library's `inet_ntop`, as CPython formats it
+/// (Rust's `Display` differs for IPv4-compatible IPv6 addresses).
+fn ntop(family: i32, addr: *const libc::c_void) -> String {
+    let mut text = [0 as libc::c_char; 64];
+    // SAFETY: `addr` points at an in_addr/in6_addr matching `family`; `text` is large enough
+    // for either and inet_ntop NUL-terminates on success.
+    let ok = unsafe {
+        !inet_ntop(
+            family,
+            addr,
+            text.as_mut_ptr(),
+            text.len() as libc::socklen_t,
+        )
+        .is_null()
+    };
+    if !ok {
+        return String::new();
+    }
+    // SAFETY: NUL-terminated by inet_ntop.
+    unsafe { CStr::from_ptr(text.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A sender's address as CPython's `makesockaddr` returns it: `(host, port)` for IPv4,
+/// `(host, port, flowinfo, scope_id)` for IPv6, a str path (bytes in Linux's abstract
+/// namespace) for Unix sockets, None when there is no address.
+fn sockaddr_to_py(
+    py: Python<'_>,
+    storage: &libc::sockaddr_storage,
+    len: libc::socklen_t,
+) -> PyResult<Py<PyAny>> {
+    if len == 0 {
+        return Ok(py.None());
+    }
+    let family = i32::from(storage.ss_family);
+    let ptr = (storage as *const libc::sockaddr_storage).cast::<u8>();
+    match family {
+        libc::AF_INET => {
+            // SAFETY: the kernel wrote a sockaddr_in; sockaddr_storage is large and aligned
+            // enough for it.
+            let sin = unsafe { &*ptr.cast::<libc::sockaddr_in>() };
+            let host = ntop(family, (&sin.sin_addr as *const libc::in_addr).cast());
+            Ok((host, u16::from_be(sin.sin_port))
+                .into_pyobject(py)?
+                .into_any()
+                .unbind())
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 = unsafe { &*ptr.cast::<libc::sockaddr_in6>() };
+            let host = ntop(family, (&sin6.sin6_addr as *const libc::in6_addr).cast());
+            Ok((
+                host,
+                u16::from_be(sin6.sin6_port),
+                u32::from_be(sin6.sin6_flowinfo),
+                sin6.sin6_scope_id,
+            )
+                .into_pyobject(py)?
+                .into_any()
+                .unbind())
+        }
+        libc::AF_UNIX => {
+            let offset = std::mem::offset_of!(libc::sockaddr_un, sun_path);
+            let storage_size = std::mem::size_of::<libc::sockaddr_storage>();
+            // SAFETY: the path lies inside the (zero-initialised) storage.
+            let path =
+                unsafe { std::slice::from_raw_parts(ptr.add(offset), storage_size - offset) };
+            let path_len = (len as usize).saturating_sub(offset).min(path.len());
+            if path_len > 0 && path[0] == 0 {
+                // Linux's abstract namespace: the name is bytes, leading NUL included.
+                return Ok(PyBytes::new(py, &path[..path_len]).into_any().unbind());
+            }
+            let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
+            // SAFETY: a valid pointer and length; the result is a new reference or NULL with
+            // an exception set.
+            unsafe {
+                let obj = pyo3::ffi::PyUnicode_DecodeFSDefaultAndSize(
+                    path.as_ptr().cast(),
+                    end as pyo3::ffi::Py_ssize_t,
+                );
+                Ok(Bound::from_owned_ptr_or_err(py, obj)?.unbind())
+            }
+        }
+        _ => Ok(py.None()),
+    }
+}
+
+impl DatagramTransport {
+    fn loop_ref<'py>(&self, py: Python<'py>) -> &Bound<'py, LoopCore> {
+        self.loop_.bind(py)
+    }
+
+    fn wrapper(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.state
+            .borrow(py)
+            .wrapper
+            .as_ref()
+            .map(|w| w.clone_ref(py))
+    }
+
+    fn protocol_obj(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.state
+            .borrow(py)
+            .protocol
+            .as_ref()
+            .map(|p| p.obj.clone_ref(py))
+    }
+
+    fn watch(slf: &Bound<'_, Self>, direction: Direction) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let on_ready: NativeFn = match direction {
+            Direction::Read => DatagramTransport::on_readable as NativeFn,
+            Direction::Write => DatagramTransport::on_writable as NativeFn,
+        };
+        let watcher = NativeWatcher {
+            target: slf.clone().into_any().unbind(),
+            on_ready,
+        };
+        this.loop_ref(py)
+            .get()
+            .set_native_watcher(py, this.fd, direction, watcher)
+    }
+
+    fn unwatch(&self, py: Python<'_>, direction: Direction) {
+        let lp = self.loop_ref(py).get();
+        if !lp.is_closed_flag(py) {
+            // Cannot fail in a way the transport could act on (see IoTable::remove_watcher).
+            let _ = lp.clear_watcher(py, self.fd, direction);
+        }
+    }
+
+    fn start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        {
+            let mut st = slf.get().state.borrow_mut(py);
+            if st.closing || st.paused || st.reading {
+                return Ok(());
+            }
+            st.reading = true;
+        }
+        let result = DatagramTransport::watch(slf, Direction::Read);
+        if result.is_err() {
+            slf.get().state.borrow_mut(py).reading = false;
+        }
+        result
+    }
+
+    fn stop_reading(&self, py: Python<'_>) {
+        if std::mem::replace(&mut self.state.borrow_mut(py).reading, false) {
+            self.unwatch(py, Direction::Read);
+        }
+    }
+
+    fn start_writing(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        if std::mem::replace(&mut slf.get().state.borrow_mut(py).writing, true) {
+            return Ok(());
+        }
+        let result = DatagramTransport::watch(slf, Direction::Write);
+        if result.is_err() {
+            slf.get().state.borrow_mut(py).writing = false;
+        }
+        result
+    }
+
+    fn stop_writing(&self, py: Python<'_>) {
+        if std::mem::replace(&mut self.state.borrow_mut(py).writing, false) {
+            self.unwatch(py, Direction::Write);
+        }
+    }
+
+    fn schedule(slf: &Bound<'_, Self>, method: &str, args: Bound<'_, PyTuple>) -> PyResult<()> {
+        let callback = slf.getattr(method)?;
+        LoopCore::schedule_callback(slf.get().loop_ref(slf.py()), callback, args)
+    }
+
+    /// asyncio's `_force_close`: drop the queue, stop reading, `connection_lost(exc)` next.
+    fn force_close(slf: &Bound<'_, Self>, exc: Option<Py<PyAny>>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let (dropped, was_closing) = {
+            let mut st = this.state.borrow_mut(py);
+            if st.conn_lost > 0 {
+                return Ok(());
+            }
+            st.conn_lost += 1;
+            st.buffer_size = 0;
+            let dropped = std::mem::take(&mut st.buffer);
+            (dropped, std::mem::replace(&mut st.closing, true))
+        };
+        drop(dropped);
+        this.stop_writing(py);
+        if !was_closing {
+            this.stop_reading(py);
+        }
+        let exc = exc.unwrap_or_else(|| py.None());
+        DatagramTransport::schedule(slf, "_call_connection_lost", PyTuple::new(py, [exc])?)
+    }
+
+    /// asyncio's `_fatal_error`: OSErrors are only logged in debug mode, anything else goes
+    /// to the exception handler; then the transport is closed.
+    fn fatal_error(slf: &Bound<'_, Self>, err: PyErr, message: &str) -> PyResult<()> {
+        let py = slf.py();
+        if is_fatal_signal(py, &err) {
+            return Err(err);
+        }
+        let this = slf.get();
+        let quiet = err.is_instance_of::<PyOSError>(py);
+        // into_value: the exception with its traceback attached (value() leaves it off).
+        let exc = err.into_value(py).into_bound(py).into_any();
+        report_fatal_error(
+            this.loop_ref(py),
+            &exc,
+            message,
+            quiet,
+            this.wrapper(py),
+            this.protocol_obj(py),
+        )?;
+        DatagramTransport::force_close(slf, Some(exc.unbind()))
+    }
+
+    /// `protocol.error_received(exc)` for an OSError of a send or receive; anything else is
+    /// fatal to the transport.
+    fn send_or_receive_failed(slf: &Bound<'_, Self>, err: PyErr, message: &str) -> PyResult<()> {
+        let py = slf.py();
+        if !err.is_instance_of::<PyOSError>(py) {
+            return DatagramTransport::fatal_error(slf, err, message);
+        }
+        let this = slf.get();
+        let exc = err.into_value(py);
+        let method = this.state.borrow(py).protocol.as_ref().map(|p| {
+            (
+                p.obj.clone_ref(py),
+                p.error_received.as_ref().map(|m| m.clone_ref(py)),
+            )
+        });
+        match method {
+            Some((_, Some(method))) => method.bind(py).call1((exc,)).map(drop),
+            Some((obj, None)) => obj
+                .bind(py)
+                .call_method1("error_received", (exc,))
+                .map(drop),
+            None => Ok(()),
+        }
+    }
+
+    /// One datagram from the socket: `(data, address)`.
+    fn receive(&self, py: Python<'_>) -> Outcome<(Py<PyAny>, Py<PyAny>)> {
+        if !matches!(self.family, libc::AF_INET | libc::AF_INET6 | libc::AF_UNIX) {
+            let recvfrom = self
+                .state
+                .borrow(py)
+                .recvfrom
+                .as_ref()
+                .map(|m| m.clone_ref(py));
+            let Some(recvfrom) = recvfrom else {
+                return Outcome::NotReady;
+            };
+            return match recvfrom
+                .bind(py)
+                .call1((MAX_DATAGRAM,))
+                .and_then(|r| r.extract::<(Py<PyAny>, Py<PyAny>)>())
+            {
+                Ok(pair) => Outcome::Done(pair),
+                Err(err) if would_block(py, &err) => Outcome::NotReady,
+                Err(err) => Outcome::Failed(err),
+            };
+        }
+        // SAFETY: plain old data; recvfrom zeroes it again before use.
+        let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let received = {
+            let mut buffer = self.loop_ref(py).get().read_buffer(py);
+            let len = buffer.len().min(MAX_DATAGRAM);
+            // Bytes objects are not GC-tracked: making one runs no Python code.
+            sys::recvfrom(self.fd, &mut buffer[..len], &mut from)
+                .map(|(n, addr_len)| (PyBytes::new(py, &buffer[..n]).into_any().unbind(), addr_len))
+        };
+        match received {
+            Ok((data, addr_len)) => match sockaddr_to_py(py, &from, addr_len) {
+                Ok(addr) => Outcome::Done((data, addr)),
+                Err(err) => Outcome::Failed(err),
+            },
+            Err(e) if sys::would_block(&e) => Outcome::NotReady,
+            Err(e) => Outcome::Failed(os_error(e)),
+        }
+    }
+
+    /// Sends one datagram: `send()` on a connected socket, `sock.sendto(data, addr)` else.
+    fn send_one(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        addr: &Bound<'_, PyAny>,
+    ) -> Outcome<()> {
+        if self.connected {
+            let view = match PyUntypedBuffer::get(data) {
+                Ok(view) if view.is_c_contiguous() => view,
+                Ok(_) => {
+                    return Outcome::Failed(PyBufferError::new_err(
+                        "memoryview: underlying buffer is not C-contiguous",
+                    ))
+                }
+                Err(err) => return Outcome::Failed(err),
+            };
+            // SAFETY: the buffer is held for the call; contiguous and len_bytes() long.
+            let bytes = unsafe {
+                std::slice::from_raw_parts(view.buf_ptr() as *const u8, view.len_bytes())
+            };
+            return match sys::send(self.fd, bytes) {
+                Ok(_) => Outcome::Done(()),
+                Err(e) if sys::would_block(&e) => Outcome::NotReady,
+                Err(e) => Outcome::Failed(os_error(e)),
+            };
+        }
+        let sendto = self
+            .state
+            .borrow(py)
+            .sendto
+            .as_ref()
+            .map(|m| m.clone_ref(py));
+        let Some(sendto) = sendto else {
+            return Outcome::Failed(PyOSError::new_err((libc::EBADF, "Bad file descriptor")));
+        };
+        match sendto.bind(py).call1((data, addr)) {
+            Ok(_) => Outcome::Done(()),
+            Err(err) if would_block(py, &err) => Outcome::NotReady,
+            Err(err) => Outcome::Failed(err),
+        }
+    }
+
+    /// The socket is readable: one datagram, handed to the protocol. An exception from
+    /// `datagram_received`/`error_received` goes to the exception handler, as in asyncio.
+    fn on_readable(lp: &Bound<'_, LoopCore>, target: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = lp.py();
+        // SAFETY: registered only with a DatagramTransport target.
+        let slf = unsafe { target.cast_unchecked::<DatagramTransport>() };
+        let this = slf.get();
+        {
+            let st = this.state.borrow(py);
+            if st.conn_lost > 0 || !st.reading {
+                return Ok(());
+            }
+        }
+        match this.receive(py) {
+            Outcome::NotReady => Ok(()),
+            Outcome::Done((data, addr)) => {
+                let method = this.state.borrow(py).protocol.as_ref().map(|p| {
+                    (
+                        p.obj.clone_ref(py),
+                        p.datagram_received.as_ref().map(|m| m.clone_ref(py)),
+                    )
+                });
+                match method {
+                    Some((_, Some(method))) => method.bind(py).call1((data, addr)).map(drop),
+                    Some((obj, None)) => obj
+                        .bind(py)
+                        .call_method1("datagram_received", (data, addr))
+                        .map(drop),
+                    None => Ok(()),
+                }
+            }
+            Outcome::Failed(err) => DatagramTransport::send_or_receive_failed(
+                slf,
+                err,
+                "Fatal read error on datagram transport",
+            ),
+        }
+    }
+
+    /// The socket is writable: send queued datagrams until it would block again.
+    fn on_writable(lp: &Bound<'_, LoopCore>, target: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = lp.py();
+        // SAFETY: registered only with a DatagramTransport target.
+        let slf = unsafe { target.cast_unchecked::<DatagramTransport>() };
+        let this = slf.get();
+        if !this.state.borrow(py).writing {
+            return Ok(());
+        }
+        loop {
+            let next = {
+                let mut st = this.state.borrow_mut(py);
+                let next = st.buffer.pop_front();
+                if let Some(q) = &next {
+                    st.buffer_size -= q.len;
+                }
+                next
+            };
+            let Some(queued) = next else { break };
+            match this.send_one(py, queued.data.bind(py).as_any(), queued.addr.bind(py)) {
+                Outcome::Done(()) => drop(queued),
+                Outcome::NotReady => {
+                    let mut st = this.state.borrow_mut(py);
+                    st.buffer_size += queued.len;
+                    st.buffer.push_front(queued);
+                    break;
+                }
+                Outcome::Failed(err) => {
+                    drop(queued);
+                    // As asyncio: the datagram is dropped and the rest waits for the next
+                    // writable event.
+                    return DatagramTransport::send_or_receive_failed(
+                        slf,
+                        err,
+                        "Fatal write error on datagram transport",
+                    );
+                }
+            }
+        }
+        DatagramTransport::maybe_resume_protocol(slf)?;
+        let (empty, closing) = {
+            let st = this.state.borrow(py);
+            (st.buffer.is_empty(), st.closing)
+        };
+        if empty {
+            this.stop_writing(py);
+            if closing {
+                let first = {
+                    let mut st = this.state.borrow_mut(py);
+                    st.conn_lost += 1;
+                    st.conn_lost == 1
+                };
+                if first {
+                    DatagramTransport::connection_lost(slf, py.None().into_bound(py))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn maybe_pause_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let protocol = {
+            let mut st = this.state.borrow_mut(py);
+            if st.buffer_size <= st.high_water || st.protocol_paused {
+                return Ok(());
+            }
+            st.protocol_paused = true;
+            st.protocol.as_ref().map(|p| p.obj.clone_ref(py))
+        };
+        match protocol {
+            Some(p) => call_flow_control(
+                this.loop_ref(py),
+                p.bind(py),
+                "pause_writing",
+                this.wrapper(py),
+            ),
+            None => Ok(()),
+        }
+    }
+
+    fn maybe_resume_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let protocol = {
+            let mut st = this.state.borrow_mut(py);
+            if !st.protocol_paused || st.buffer_size > st.low_water {
+                return Ok(());
+            }
+            st.protocol_paused = false;
+            st.protocol.as_ref().map(|p| p.obj.clone_ref(py))
+        };
+        match protocol {
+            Some(p) => call_flow_control(
+                this.loop_ref(py),
+                p.bind(py),
+                "resume_writing",
+                this.wrapper(py),
+            ),
+            None => Ok(()),
+        }
+    }
+
+    fn connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        // The fd must leave epoll before the socket closes (and its number can be reused).
+        this.stop_reading(py);
+        this.stop_writing(py);
+        this.loop_ref(py).get().set_fd_owner(py, this.fd, None);
+        let (protocol, sock, methods, dropped) = {
+            let mut st = this.state.borrow_mut(py);
+            st.buffer_size = 0;
+            (
+                st.protocol.take(),
+                st.sock.take(),
+                (st.sendto.take(), st.recvfrom.take()),
+                std::mem::take(&mut st.buffer),
+            )
+        };
+        drop((methods, dropped));
+        let lost = match &protocol {
+            Some(p) => p
+                .obj
+                .bind(py)
+                .call_method1("connection_lost", (&exc,))
+                .map(drop),
+            None => Ok(()),
+        };
+        let closed = match &sock {
+            Some(sock) => sock.bind(py).call_method0("close").map(drop),
+            None => Ok(()),
+        };
+        let wrapper = this.state.borrow_mut(py).wrapper.take();
+        drop((protocol, sock, wrapper));
+        lost.and(closed)
+    }
+}
+
+/// `data` as sendto() accepts it: bytes, bytearray or memoryview, else asyncio's TypeError.
+fn check_data(data: &Bound<'_, PyAny>) -> PyResult<()> {
+    if data.is_instance_of::<PyBytes>()
+        || data.is_instance_of::<PyByteArray>()
+        || data.is_instance_of::<PyMemoryView>()
+    {
+        return Ok(());
+    }
+    let name = data.get_type().name()?;
+    Err(PyTypeError::new_err(format!(
+        "data argument must be a bytes-like object, not {}",
+        name.repr()?
+    )))
+}
+
+#[pymethods]
+impl DatagramTransport {
+    /// `DatagramTransport(loop, wrapper, sock, protocol, address, connected)`: `address` is
+    /// the remote address given to create_datagram_endpoint (or None), `connected` whether
+    /// the socket has a peer. The wrapper calls `_begin`.
+    #[new]
+    fn new(
+        event_loop: &Bound<'_, LoopCore>,
+        wrapper: &Bound<'_, PyAny>,
+        sock: &Bound<'_, PyAny>,
+        protocol: &Bound<'_, PyAny>,
+        address: &Bound<'_, PyAny>,
+        connected: bool,
+    ) -> PyResult<Self> {
+        let fd: RawFd = sock.call_method0("fileno")?.extract()?;
+        if fd < 0 {
+            return Err(PyValueError::new_err("the socket is closed"));
+        }
+        let family: i32 = sock.getattr("family")?.extract()?;
+        Ok(DatagramTransport {
+            loop_: event_loop.clone().unbind(),
+            fd,
+            family,
+            connected,
+            state: GilCell::new(State {
+                wrapper: Some(wrapper.clone().unbind()),
+                sock: Some(sock.clone().unbind()),
+                sendto: Some(sock.getattr("sendto")?.unbind()),
+                recvfrom: Some(sock.getattr("recvfrom")?.unbind()),
+                protocol: Some(Protocol::new(protocol)),
+                address: (!address.is_none()).then(|| address.clone().unbind()),
+                buffer: VecDeque::new(),
+                buffer_size: 0,
+                high_water: DEFAULT_HIGH_WATER as usize,
+                low_water: DEFAULT_HIGH_WATER as usize / 4,
+                protocol_paused: false,
+                closing: false,
+                paused: false,
+                reading: false,
+                writing: false,
+                conn_lost: 0,
+            }),
+        })
+    }
+
+    /// Takes ownership of the fd, then schedules `connection_made`, the start of reading and
+    /// the waiter's result, in that order.
+    #[pyo3(signature = (waiter=None))]
+    fn _begin(slf: &Bound<'_, Self>, waiter: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let lp = this.loop_ref(py);
+        let wrapper = this.wrapper(py);
+        lp.get()
+            .set_fd_owner(py, this.fd, wrapper.as_ref().map(|w| w.clone_ref(py)));
+        if let (Some(protocol), Some(wrapper)) = (this.protocol_obj(py), wrapper) {
+            let connection_made = protocol.bind(py).getattr("connection_made")?;
+            LoopCore::schedule_callback(lp, connection_made, PyTuple::new(py, [wrapper])?)?;
+        }
+        DatagramTransport::schedule(slf, "_start_reading", PyTuple::empty(py))?;
+        if let Some(waiter) = waiter.filter(|w| !w.is_none()) {
+            let set = stdlib::set_result_unless_cancelled(py)?.clone();
+            LoopCore::schedule_callback(
+                lp,
+                set,
+                PyTuple::new(py, [waiter.clone(), py.None().into_bound(py)])?,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        DatagramTransport::start_reading(slf)
+    }
+
+    fn _call_connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
+        DatagramTransport::connection_lost(slf, exc)
+    }
+
+    /// Sends `data` to `addr` (None on a connected endpoint, or its remote address). What
+    /// the socket cannot take now is queued; an OSError goes to `protocol.error_received`.
+    #[pyo3(signature = (data, addr=None))]
+    fn sendto(
+        slf: &Bound<'_, Self>,
+        data: &Bound<'_, PyAny>,
+        addr: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        check_data(data)?;
+        if !data.is_truthy()? {
+            return Ok(());
+        }
+        let mut addr = addr.unwrap_or_else(|| py.None().into_bound(py));
+        let address = this
+            .state
+            .borrow(py)
+            .address
+            .as_ref()
+            .map(|a| a.clone_ref(py));
+        if let Some(address) = &address {
+            let address = address.bind(py);
+            if !addr.is_none() && !addr.eq(address)? {
+                return Err(PyValueError::new_err(format!(
+                    "Invalid address: must be None or {}",
+                    address.str()?
+                )));
+            }
+            addr = address.clone();
+        }
+        let queued = {
+            let mut st = this.state.borrow_mut(py);
+            // Once connection_lost is scheduled the datagram has nowhere to go: dropped, with
+            // a warning after a few (asyncio does so for connected endpoints; an unconnected
+            // one would fail on the closed socket).
+            if st.conn_lost > 0 && (address.is_some() || st.sock.is_none()) {
+                let warn = st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
+                st.conn_lost += 1;
+                drop(st);
+                if warn {
+                    stdlib::asyncio_logger(py)?
+                        .call_method1("warning", ("socket.send() raised exception.",))?;
+                }
+                return Ok(());
+            }
+            !st.buffer.is_empty()
+        };
+        if !queued {
+            match this.send_one(py, data, &addr) {
+                Outcome::Done(()) => return Ok(()),
+                Outcome::NotReady => DatagramTransport::start_writing(slf)?,
+                Outcome::Failed(err) => {
+                    return DatagramTransport::send_or_receive_failed(
+                        slf,
+                        err,
+                        "Fatal write error on datagram transport",
+                    )
+                }
+            }
+        }
+        // Queued as immutable bytes: the caller may change a bytearray once we return.
+        let bytes = if let Ok(bytes) = data.cast::<PyBytes>() {
+            bytes.clone()
+        } else {
+            py.get_type::<PyBytes>()
+                .call1((data,))?
+                .cast_into::<PyBytes>()?
+        };
+        let len = bytes.as_bytes().len();
+        {
+            let mut st = this.state.borrow_mut(py);
+            st.buffer_size += len;
+            st.buffer.push_back(Queued {
+                data: bytes.unbind(),
+                len,
+                addr: addr.unbind(),
+            });
+        }
+        DatagramTransport::maybe_pause_protocol(slf)
+    }
+
+    fn is_closing(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).closing
+    }
+
+    /// Stops receiving; `connection_lost(None)` follows once the queue is sent.
+    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let lose_now = {
+            let mut st = this.state.borrow_mut(py);
+            if st.closing {
+                return Ok(());
+            }
+            st.closing = true;
+            let lose_now = st.buffer.is_empty();
+            if lose_now {
+                st.conn_lost += 1;
+            }
+            lose_now
+        };
+        this.stop_reading(py);
+        if lose_now {
+            this.stop_writing(py);
+            DatagramTransport::schedule(
+                slf,
+                "_call_connection_lost",
+                PyTuple::new(py, [py.None()])?,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Closes at once, dropping queued datagrams; `connection_lost(None)` follows.
+    fn abort(slf: &Bound<'_, Self>) -> PyResult<()> {
+        DatagramTransport::force_close(slf, None)
+    }
+
+    /// `abort()` with the exception `connection_lost` gets.
+    #[pyo3(signature = (exc=None))]
+    fn _force_close(slf: &Bound<'_, Self>, exc: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+        DatagramTransport::force_close(slf, exc.filter(|e| !e.is_none()).map(Bound::unbind))
+    }
+
+    /// asyncio's `_fatal_error(exc, message)`.
+    #[pyo3(signature = (exc, message="Fatal error on transport"))]
+    fn _fatal_error(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>, message: &str) -> PyResult<()> {
+        DatagramTransport::fatal_error(slf, PyErr::from_value(exc), message)
+    }
+
+    fn is_reading(&self, py: Python<'_>) -> bool {
+        let st = self.state.borrow(py);
+        !st.closing && !st.paused
+    }
+
+    fn pause_reading(&self, py: Python<'_>) -> PyResult<()> {
+        {
+            let mut st = self.state.borrow_mut(py);
+            if st.closing || st.paused {
+                return Ok(());
+            }
+            st.paused = true;
+        }
+        self.stop_reading(py);
+        if self.loop_ref(py).get().debug_enabled(py) {
+            log_transport(py, "debug", "%r pauses reading", self.wrapper(py))?;
+        }
+        Ok(())
+    }
+
+    fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        {
+            let mut st = this.state.borrow_mut(py);
+            if st.closing || !st.paused {
+                return Ok(());
+            }
+            st.paused = false;
+        }
+        DatagramTransport::start_reading(slf)?;
+        if this.loop_ref(py).get().debug_enabled(py) {
+            log_transport(py, "debug", "%r resumes reading", this.wrapper(py))?;
+        }
+        Ok(())
+    }
+
+    fn get_write_buffer_size(&self, py: Python<'_>) -> usize {
+        self.state.borrow(py).buffer_size
+    }
+
+    fn get_write_buffer_limits(&self, py: Python<'_>) -> (usize, usize) {
+        let st = self.state.borrow(py);
+        (st.low_water, st.high_water)
+    }
+
+    /// asyncio's defaults: high 64 KiB, low a quarter of high; `high >= low >= 0`.
+    #[pyo3(signature = (high=None, low=None))]
+    fn set_write_buffer_limits(
+        slf: &Bound<'_, Self>,
+        high: Option<&Bound<'_, PyAny>>,
+        low: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let (high, low) = water_marks(py, high, low)?;
+        {
+            let mut st = slf.get().state.borrow_mut(py);
+            st.high_water = high;
+            st.low_water = low;
+        }
+        DatagramTransport::maybe_pause_protocol(slf)
+    }
+
+    fn get_protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.protocol_obj(py)
+    }
+
+    fn set_protocol(&self, py: Python<'_>, protocol: &Bound<'_, PyAny>) {
+        let new = Protocol::new(protocol);
+        let old = self.state.borrow_mut(py).protocol.replace(new);
+        drop(old);
+    }
+
+    #[getter]
+    fn _fd(&self) -> RawFd {
+        self.fd
+    }
+
+    #[getter]
+    fn _address(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.state
+            .borrow(py)
+            .address
+            .as_ref()
+            .map(|a| a.clone_ref(py))
+    }
+
+    /// Whether the socket is still open (connection_lost has not run yet).
+    #[getter]
+    fn _open(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).sock.is_some()
+    }
+
+    #[getter]
+    fn _reading(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).reading
+    }
+
+    #[getter]
+    fn _writing(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).writing
+    }
+
+    #[getter]
+    fn _protocol_paused(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).protocol_paused
+    }
+
+    #[getter]
+    fn _conn_lost(&self, py: Python<'_>) -> u32 {
+        self.state.borrow(py).conn_lost
+    }
+
+    /// Closes the socket without telling the protocol (the wrapper's `__del__`, after its
+    /// ResourceWarning, for a transport nobody closed).
+    fn _close_socket(&self, py: Python<'_>) -> PyResult<()> {
+        let (sock, methods) = {
+            let mut st = self.state.borrow_mut(py);
+            (st.sock.take(), (st.sendto.take(), st.recvfrom.take()))
+        };
+        drop(methods);
+        if let Some(sock) = sock {
+            self.stop_reading(py);
+            self.stop_writing(py);
+            self.loop_ref(py).get().set_fd_owner(py, self.fd, None);
+            sock.bind(py).call_method0("close")?;
+        }
+        Ok(())
+    }
+
+    /// The transport the protocol sees (what error reports should name).
+    fn __repr__(&self, py: Python<'_>) -> String {
+        self.wrapper(py)
+            .and_then(|w| w.bind(py).repr().ok().map(|r| r.to_string()))
+            .unwrap_or_else(|| format!("<DatagramTransport closed fd={}>", self.fd))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.loop_)?;
+        let Some(st) = self.state.try_borrow_unguarded() else {
+            return Ok(());
+        };
+        for obj in [&st.wrapper, &st.sock, &st.sendto, &st.recvfrom, &st.address]
+            .into_iter()
+            .flatten()
+        {
+            visit.call(obj)?;
+        }
+        if let Some(p) = &st.protocol {
+            visit.call(&p.obj)?;
+            for m in [&p.datagram_received, &p.error_received]
+                .into_iter()
+                .flatten()
+            {
+                visit.call(m)?;
+            }
+        }
+        for queued in &st.buffer {
+            visit.call(&queued.addr)?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let taken = self.state.try_borrow_mut_unguarded().map(|mut st| {
+            (
+                st.wrapper.take(),
+                st.protocol.take(),
+                st.address.take(),
+                std::mem::take(&mut st.buffer),
+            )
+        });
+        drop(taken);
+    }
+}

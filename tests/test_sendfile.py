@@ -1,0 +1,362 @@
+"""sendfile: loop.sock_sendfile and loop.sendfile (os.sendfile and the fallback)."""
+
+import asyncio
+import io
+import os
+import socket
+import tempfile
+
+import pytest
+
+DATA = os.urandom(1024 * 1024 + 123)
+SMALL_BUFFER = 4096
+
+
+@pytest.fixture(scope='module')
+def data_path():
+    with tempfile.NamedTemporaryFile(delete=False) as f:
+        f.write(DATA)
+    yield f.name
+    os.unlink(f.name)
+
+
+@pytest.fixture
+def data_file(data_path):
+    with open(data_path, 'rb') as f:
+        yield f
+
+
+class Receiver(asyncio.Protocol):
+    """The server side: collects everything, optionally hangs up after `close_after` bytes."""
+
+    def __init__(self, loop, close_after=0, small_window=False):
+        self.data = bytearray()
+        self.close_after = close_after
+        self.small_window = small_window or bool(close_after)
+        self.transport = None
+        self.lost = loop.create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+        if self.small_window:
+            # Small, so the sender is still sending when this side hangs up or stops reading.
+            # (Not for the other tests: a tiny receive window on loopback stalls on delayed
+            # ACKs.)
+            transport.get_extra_info('socket').setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF,
+                                                          SMALL_BUFFER)
+
+    def data_received(self, data):
+        self.data += data
+        if self.close_after and len(self.data) >= self.close_after:
+            self.transport.close()
+
+    def connection_lost(self, exc):
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+
+async def serve(loop, close_after=0, small_window=False):
+    """A server with one receiver; returns (server, receiver, address)."""
+    receiver = Receiver(loop, close_after, small_window)
+    server = await loop.create_server(lambda: receiver, '127.0.0.1', 0)
+    return server, receiver, server.sockets[0].getsockname()
+
+
+async def connected_socket(loop, address):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, address)
+    # Small buffers: the transfer needs many rounds of "wait until writable".
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUFFER)
+    return sock
+
+
+# ---------------------------------------------------------------------------------------
+# loop.sock_sendfile
+
+def test_sock_sendfile_sends_the_whole_file(loop, run_async, data_file):
+    async def main():
+        server, receiver, address = await serve(loop)
+        sock = await connected_socket(loop, address)
+        sent = await loop.sock_sendfile(sock, data_file)
+        sock.close()
+        await receiver.lost
+        server.close()
+        return sent, bytes(receiver.data)
+
+    sent, received = run_async(main())
+    assert sent == len(DATA)
+    assert received == DATA
+    assert data_file.tell() == len(DATA)
+
+
+def test_sock_sendfile_with_offset_and_count(loop, run_async, data_file):
+    async def main():
+        server, receiver, address = await serve(loop)
+        sock = await connected_socket(loop, address)
+        sent = await loop.sock_sendfile(sock, data_file, 1000, 300_000)
+        sock.close()
+        await receiver.lost
+        server.close()
+        return sent, bytes(receiver.data)
+
+    sent, received = run_async(main())
+    assert sent == 300_000
+    assert received == DATA[1000:301_000]
+    assert data_file.tell() == 301_000
+
+
+def test_sock_sendfile_mixes_with_regular_sends(loop, run_async, data_file):
+    async def main():
+        server, receiver, address = await serve(loop)
+        sock = await connected_socket(loop, address)
+        await loop.sock_sendall(sock, b'head')
+        sent = await loop.sock_sendfile(sock, data_file, count=10_000)
+        await loop.sock_sendall(sock, b'tail')
+        sock.close()
+        await receiver.lost
+        server.close()
+        return sent, bytes(receiver.data)
+
+    sent, received = run_async(main())
+    assert sent == 10_000
+    assert received == b'head' + DATA[:10_000] + b'tail'
+
+
+def test_sock_sendfile_of_an_empty_file(loop, run_async):
+    async def main():
+        server, receiver, address = await serve(loop)
+        sock = await connected_socket(loop, address)
+        with tempfile.TemporaryFile() as empty:
+            assert await loop.sock_sendfile(sock, empty) == 0
+            assert empty.tell() == 0
+        sock.close()
+        await receiver.lost
+        server.close()
+
+    run_async(main())
+
+
+def test_sock_sendfile_falls_back_for_non_regular_files(loop, run_async):
+    payload = os.urandom(100_000)
+
+    async def main():
+        server, receiver, address = await serve(loop)
+        sock = await connected_socket(loop, address)
+        stream = io.BytesIO(payload)
+        with pytest.raises(asyncio.SendfileNotAvailableError, match='not a regular file'):
+            await loop.sock_sendfile(sock, stream, fallback=False)
+        sent = await loop.sock_sendfile(sock, stream, 10)
+        assert stream.tell() == len(payload)
+        sock.close()
+        await receiver.lost
+        server.close()
+        return sent, bytes(receiver.data)
+
+    sent, received = run_async(main())
+    assert sent == len(payload) - 10
+    assert received == payload[10:]
+
+
+@pytest.mark.parametrize('kwargs, error, message', [
+    ({'offset': -1}, ValueError, r'^offset must be a non-negative integer \(got -1\)$'),
+    ({'offset': 1.5}, TypeError, r'^offset must be a non-negative integer \(got 1\.5\)$'),
+    ({'count': 0}, ValueError, r'^count must be a positive integer \(got 0\)$'),
+    ({'count': '10'}, TypeError, r"^count must be a positive integer \(got '10'\)$"),
+])
+def test_sock_sendfile_argument_checks(loop, run_async, data_file, kwargs, error, message):
+    async def main():
+        with socket.socket() as sock:
+            sock.setblocking(False)
+            with pytest.raises(error, match=message):
+                await loop.sock_sendfile(sock, data_file, **kwargs)
+
+    run_async(main())
+
+
+def test_sock_sendfile_needs_a_binary_file_and_a_stream_socket(loop, run_async, data_path,
+                                                               data_file):
+    async def main(text):
+        with socket.socket() as sock:
+            sock.setblocking(False)
+            with pytest.raises(ValueError, match='^file should be opened in binary mode$'):
+                await loop.sock_sendfile(sock, text)
+        with socket.socket(type=socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            with pytest.raises(ValueError,
+                               match='^only SOCK_STREAM type sockets are supported$'):
+                await loop.sock_sendfile(sock, data_file)
+
+    with open(data_path, encoding='latin-1') as text:
+        run_async(main(text))
+
+
+def test_sock_sendfile_peer_hanging_up_mid_transfer(loop, run_async, data_file):
+    async def main():
+        server, receiver, address = await serve(loop, close_after=1024)
+        sock = await connected_socket(loop, address)
+        with pytest.raises(ConnectionError):
+            await loop.sock_sendfile(sock, data_file)
+        sock.close()
+        await receiver.lost
+        server.close()
+
+    run_async(main())
+    # The file position says how far it got.
+    assert 1024 <= data_file.tell() < len(DATA)
+
+
+def test_sock_sendfile_can_be_cancelled(loop, run_async, data_file):
+    async def main():
+        server, receiver, address = await serve(loop, small_window=True)
+        sock = await connected_socket(loop, address)
+        while receiver.transport is None:
+            await asyncio.sleep(0)
+        receiver.transport.pause_reading()  # the transfer stalls once the buffers are full
+        task = loop.create_task(loop.sock_sendfile(sock, data_file))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # The socket is free for other operations: the rest of the stream follows what
+        # sendfile had sent.
+        receiver.transport.resume_reading()
+        await loop.sock_sendall(sock, b'TAIL')
+        sock.close()
+        await receiver.lost
+        server.close()
+        return bytes(receiver.data)
+
+    received = run_async(main())
+    assert received.endswith(b'TAIL')
+    sent = len(received) - 4
+    assert 0 < sent < len(DATA)
+    assert received[:sent] == DATA[:sent]
+
+
+# ---------------------------------------------------------------------------------------
+# loop.sendfile
+
+async def client_transport(loop, address):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.connect(address)
+    transport, _ = await loop.create_connection(asyncio.Protocol, sock=sock)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUFFER)
+    transport.set_write_buffer_limits(high=SMALL_BUFFER)
+    return transport
+
+
+def test_sendfile_through_a_transport_keeps_write_order(loop, run_async, data_file):
+    async def main():
+        server, receiver, address = await serve(loop)
+        transport = await client_transport(loop, address)
+        transport.write(b'PREFIX' * 10_000)
+        assert transport.is_reading()
+        sent = await loop.sendfile(transport, data_file)
+        assert transport.is_reading()  # resumed afterwards
+        transport.write(b'SUFFIX')
+        transport.close()
+        await receiver.lost
+        server.close()
+        return sent, bytes(receiver.data)
+
+    sent, received = run_async(main())
+    assert sent == len(DATA)
+    assert received == b'PREFIX' * 10_000 + DATA + b'SUFFIX'
+    assert data_file.tell() == len(DATA)
+
+
+def test_sendfile_partial(loop, run_async, data_file):
+    async def main():
+        server, receiver, address = await serve(loop)
+        transport = await client_transport(loop, address)
+        sent = await loop.sendfile(transport, data_file, 5000, 100)
+        transport.close()
+        await receiver.lost
+        server.close()
+        return sent, bytes(receiver.data)
+
+    sent, received = run_async(main())
+    assert sent == 100
+    assert received == DATA[5000:5100]
+    assert data_file.tell() == 5100
+
+
+def test_sendfile_refuses_writes_while_in_progress(loop, run_async, data_file):
+    async def main():
+        server, receiver, address = await serve(loop)
+        transport = await client_transport(loop, address)
+        task = loop.create_task(loop.sendfile(transport, data_file))
+        await asyncio.sleep(0)
+        with pytest.raises(RuntimeError, match='unable to write; sendfile is in progress'):
+            transport.write(b'data')
+        assert await task == len(DATA)
+        transport.close()
+        await receiver.lost
+        server.close()
+        return bytes(receiver.data)
+
+    assert run_async(main()) == DATA
+
+
+def test_sendfile_on_a_closing_transport(loop, run_async, data_file):
+    async def main():
+        server, receiver, address = await serve(loop)
+        transport = await client_transport(loop, address)
+        transport.close()
+        with pytest.raises(RuntimeError, match='^Transport is closing$'):
+            await loop.sendfile(transport, data_file)
+        await receiver.lost
+        server.close()
+
+    run_async(main())
+    assert data_file.tell() == 0
+
+
+def test_sendfile_of_a_non_regular_file_uses_the_fallback(loop, run_async):
+    payload = os.urandom(200_000)
+
+    async def main():
+        server, receiver, address = await serve(loop)
+        transport = await client_transport(loop, address)
+        with pytest.raises(asyncio.SendfileNotAvailableError):
+            await loop.sendfile(transport, io.BytesIO(payload), fallback=False)
+        assert transport.is_reading()
+        sent = await loop.sendfile(transport, io.BytesIO(payload))
+        transport.write(b'!')
+        transport.close()
+        await receiver.lost
+        server.close()
+        return sent, bytes(receiver.data)
+
+    sent, received = run_async(main())
+    assert sent == len(payload)
+    assert received == payload + b'!'
+
+
+def test_sendfile_peer_hanging_up_mid_transfer(loop, run_async, data_file):
+    async def main():
+        server, receiver, address = await serve(loop, close_after=1024)
+        transport = await client_transport(loop, address)
+        with pytest.raises(ConnectionError):
+            await loop.sendfile(transport, data_file)
+        await receiver.lost
+        server.close()
+        transport.close()
+
+    run_async(main())
+    assert 1024 <= data_file.tell() < len(DATA)
+
+
+def test_sendfile_is_not_supported_on_datagram_transports(loop, run_async, data_file):
+    async def main():
+        tr, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                                    family=socket.AF_INET)
+        with pytest.raises(RuntimeError, match='sendfile is not supported for transport'):
+            await loop.sendfile(tr, data_file)
+        tr.close()
+
+    run_async(main())
+    assert data_file.tell() == 0
