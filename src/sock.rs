@@ -157,7 +157,7 @@ impl SockOp {
             Err(err) => {
                 lp.get()
                     .clear_native_watcher_of(py, this.fd, this.direction, target);
-                future.call_method1("set_exception", (os_error(err).value(py),))?;
+                future.call_method1("set_exception", (os_error(err).into_value(py),))?;
                 Ok(())
             }
         }

@@ -112,6 +112,12 @@ def test_exception_in_callback_goes_to_exception_handler_and_loop_goes_on(loop):
     assert isinstance(contexts[0]['exception'], ZeroDivisionError)
     assert contexts[0]['handle'] is handle
     assert contexts[0]['message'].startswith('Exception in callback ')
+    # The traceback reaches the handler, so logs show where the callback failed.
+    tb = contexts[0]['exception'].__traceback__
+    assert tb is not None
+    while tb.tb_next:
+        tb = tb.tb_next
+    assert tb.tb_frame.f_code.co_name == 'boom'
 
 
 def test_keyboard_interrupt_in_callback_leaves_run_forever(loop):

@@ -268,6 +268,7 @@ def test_protocol_error_goes_to_the_exception_handler_and_closes(loop):
         transport.write(b'boom')
         exc = await protocol.lost
         assert isinstance(exc, ZeroDivisionError)
+        assert exc.__traceback__ is not None
         assert contexts[0]['message'] == 'Fatal error: protocol.data_received() call failed.'
         assert contexts[0]['transport'] is transport
         assert contexts[0]['protocol'] is protocol

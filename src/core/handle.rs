@@ -237,7 +237,7 @@ fn report_callback_error(
         let source = stdlib::format_callback_source(py)?.call1((callback, args))?;
         let context = PyDict::new(py);
         context.set_item("message", format!("Exception in callback {source}"))?;
-        context.set_item("exception", err.value(py))?;
+        context.set_item("exception", err.clone_ref(py).into_value(py))?;
         context.set_item("handle", handle)?;
         if let Some(tb) = &this.source_traceback {
             context.set_item("source_traceback", tb)?;

@@ -234,7 +234,7 @@ fn run_native(slf: &Bound<'_, LoopCore>, watcher: &NativeWatcher) -> RunOutcome 
                     "message",
                     format!("Exception in callback {}", target.repr()?),
                 )?;
-                context.set_item("exception", err.value(py))?;
+                context.set_item("exception", err.into_value(py))?;
                 slf.call_method1("call_exception_handler", (context,))?;
                 Ok(())
             })();

@@ -219,8 +219,10 @@ impl StreamTransport {
         let this = slf.get();
         let lp = this.loop_ref(py);
         let wrapper = this.wrapper(py);
-        let exc = err.value(py).clone();
-        if err.is_instance_of::<PyOSError>(py) {
+        let is_os_error = err.is_instance_of::<PyOSError>(py);
+        // into_value keeps the traceback on the exception (value() would drop it).
+        let exc = err.into_value(py).into_bound(py);
+        if is_os_error {
             if lp.get().debug_enabled(py) {
                 let kwargs = PyDict::new(py);
                 kwargs.set_item("exc_info", &exc)?;
@@ -464,7 +466,7 @@ impl StreamTransport {
                 let dropped = this.state.borrow_mut(py).buffer.take_all();
                 drop(dropped);
                 let err = os_error(e);
-                let exc = err.value(py).clone();
+                let exc = err.clone_ref(py).into_value(py);
                 StreamTransport::fatal_error(slf, err, "Fatal write error on socket transport")?;
                 let waiter = this
                     .state
@@ -473,7 +475,7 @@ impl StreamTransport {
                     .as_ref()
                     .map(|w| w.clone_ref(py));
                 if let Some(waiter) = waiter {
-                    waiter.bind(py).call_method1("set_exception", (exc,))?;
+                    set_exception_unless_done(waiter.bind(py), exc.bind(py))?;
                 }
                 return Ok(());
             }
@@ -575,7 +577,7 @@ impl StreamTransport {
         let this = slf.get();
         let context = PyDict::new(py);
         context.set_item("message", message)?;
-        context.set_item("exception", err.value(py))?;
+        context.set_item("exception", err.into_value(py))?;
         context.set_item("transport", this.wrapper(py))?;
         context.set_item("protocol", this.protocol_obj(py))?;
         this.loop_ref(py)
@@ -647,10 +649,10 @@ impl StreamTransport {
             server.bind(py).call_method0("_detach")?;
         }
         if let Some(waiter) = waiter {
-            let error = PyConnectionError::new_err("Connection is closed by peer");
-            waiter
-                .bind(py)
-                .call_method1("set_exception", (error.value(py),))?;
+            // A failed write may have completed it already (asyncio would raise
+            // InvalidStateError here).
+            let error = PyConnectionError::new_err("Connection is closed by peer").into_value(py);
+            set_exception_unless_done(waiter.bind(py), error.bind(py))?;
         }
         let wrapper = this.state.borrow_mut(py).wrapper.take();
         drop((protocol, wrapper));
@@ -961,6 +963,14 @@ impl StreamTransport {
         Ok(())
     }
 
+    /// The transport the protocol sees, so error reports about this core name it.
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        match self.wrapper(py) {
+            Some(wrapper) => wrapper.bind(py).repr()?.extract(),
+            None => Ok(format!("<StreamTransport closed fd={}>", self.fd)),
+        }
+    }
+
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.loop_)?;
         let Some(st) = self.state.try_borrow_unguarded() else {
@@ -996,6 +1006,13 @@ impl StreamTransport {
         });
         drop(taken);
     }
+}
+
+fn set_exception_unless_done(future: &Bound<'_, PyAny>, exc: &Bound<'_, PyAny>) -> PyResult<()> {
+    if !future.call_method0("done")?.is_truthy()? {
+        future.call_method1("set_exception", (exc,))?;
+    }
+    Ok(())
 }
 
 /// The bytes of a write: a `bytes` object is kept by reference, a mutable buffer is copied
