@@ -18,8 +18,8 @@ from .datagram import DatagramMixin
 from .dns import DnsMixin
 from .exception_handler import ExceptionHandlerMixin
 from .executor import ExecutorMixin
-from .missing import MissingFeaturesMixin
 from .pipes import PipesMixin
+from .process import SubprocessMixin
 from .sendfile import SendfileMixin
 from .servers import ServersMixin
 from .signals import SignalMixin
@@ -52,10 +52,10 @@ class EventLoop(
     ServersMixin,
     DatagramMixin,
     PipesMixin,
+    SubprocessMixin,
     SendfileMixin,
     TlsMixin,
     SignalMixin,
-    MissingFeaturesMixin,
     asyncio.AbstractEventLoop,
 ):
     """An asyncio event loop implemented in Rust. Drop-in for asyncio's default loop."""
@@ -145,6 +145,13 @@ class EventLoop(
             _warn(f'unclosed event loop {self!r}', ResourceWarning, source=self)
             if not self.is_running():
                 self.close()
+
+    def _timer_handle_cancelled(self, handle):
+        """Called by ``asyncio.TimerHandle.cancel()`` for a handle made with this loop by hand.
+
+        Such a handle is not in the loop's timer heap (only ``call_later``/``call_at`` put
+        timers there, and theirs count their own cancellations), so there is nothing to do.
+        """
 
     # Debug mode.
 

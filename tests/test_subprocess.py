@@ -1,0 +1,131 @@
+"""Subprocesses: exec and shell, pipes, exit codes, signals, and reaping."""
+
+import asyncio
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from conftest import run
+
+PY = sys.executable
+
+
+def test_exec_communicate_and_returncode(loop):
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            PY, '-c', 'import sys; data = sys.stdin.buffer.read(); '
+                      'sys.stdout.buffer.write(data.upper()); sys.stderr.write("err"); sys.exit(7)',
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = await proc.communicate(b'hello' * 100_000)
+        assert out == b'HELLO' * 100_000
+        assert err == b'err'
+        assert proc.returncode == 7
+
+    run(loop, main())
+
+
+def test_shell_with_stderr_into_stdout(loop):
+    async def main():
+        proc = await asyncio.create_subprocess_shell(
+            'echo out; echo err 1>&2', stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        out, _ = await proc.communicate()
+        assert sorted(out.split()) == [b'err', b'out']
+        assert proc.returncode == 0
+
+    run(loop, main())
+
+
+def test_kill_and_signal_exit_codes(loop):
+    async def main():
+        proc = await asyncio.create_subprocess_exec(PY, '-c', 'import time; time.sleep(60)')
+        proc.send_signal(signal.SIGTERM)
+        assert await proc.wait() == -signal.SIGTERM
+        proc = await asyncio.create_subprocess_exec(PY, '-c', 'import time; time.sleep(60)')
+        proc.kill()
+        assert await proc.wait() == -signal.SIGKILL
+
+    run(loop, main())
+
+
+def test_wait_on_a_process_that_already_exited(loop):
+    async def main():
+        proc = await asyncio.create_subprocess_exec(PY, '-c', 'pass')
+        await asyncio.sleep(0.2)
+        assert await proc.wait() == 0
+        assert await proc.wait() == 0
+
+    run(loop, main())
+
+
+def test_argument_errors(loop):
+    async def main():
+        with pytest.raises(ValueError, match='cmd must be a string'):
+            await loop.subprocess_shell(asyncio.SubprocessProtocol, ['ls'])
+        with pytest.raises(ValueError, match='shell must be False'):
+            await loop.subprocess_exec(asyncio.SubprocessProtocol, 'ls', shell=True)
+        with pytest.raises(ValueError, match='bufsize must be 0'):
+            await loop.subprocess_exec(asyncio.SubprocessProtocol, 'ls', bufsize=1)
+        with pytest.raises(ValueError, match='text must be False'):
+            await loop.subprocess_exec(asyncio.SubprocessProtocol, 'ls', text=True)
+        with pytest.raises(FileNotFoundError):
+            await asyncio.create_subprocess_exec('/nonexistent/program')
+
+    run(loop, main())
+
+
+def test_subprocess_protocol_callbacks(loop):
+    events = []
+
+    class Proto(asyncio.SubprocessProtocol):
+        def __init__(self):
+            self.done = loop.create_future()
+
+        def connection_made(self, transport):
+            events.append('made')
+
+        def pipe_data_received(self, fd, data):
+            events.append(('data', fd, data))
+
+        def process_exited(self):
+            events.append('exited')
+
+        def connection_lost(self, exc):
+            events.append('lost')
+            self.done.set_result(None)
+
+    async def main():
+        transport, protocol = await loop.subprocess_exec(
+            Proto, PY, '-c', 'print("hi", flush=True)', stdin=None, stderr=None)
+        await protocol.done
+        assert transport.get_returncode() == 0
+        transport.close()
+
+    run(loop, main())
+    assert events[0] == 'made'
+    assert b''.join(e[2] for e in events if e[0] == 'data' and e[1] == 1) == b'hi\n'
+    assert events[-1] == 'lost'
+    assert 'exited' in events
+
+
+def test_subprocess_from_a_loop_in_another_thread(loop_factory):
+    results = []
+
+    def in_thread():
+        async def main():
+            proc = await asyncio.create_subprocess_exec(PY, '-c', 'print(42)', stdout=subprocess.PIPE)
+            out, _ = await proc.communicate()
+            return out, proc.returncode
+
+        new_loop = loop_factory()
+        try:
+            results.append(new_loop.run_until_complete(asyncio.wait_for(main(), 30)))
+        finally:
+            new_loop.close()
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join(60)
+    assert results == [(b'42\n', 0)]
