@@ -163,14 +163,7 @@ impl LoopCore {
             return Err(PyTypeError::new_err("delay must not be None"));
         }
         let delay: f64 = delay.extract()?;
-        LoopCore::schedule_timer(
-            slf,
-            monotonic() + delay,
-            callback,
-            args,
-            context,
-            "call_later",
-        )
+        LoopCore::schedule_timer(slf, monotonic() + delay, callback, args, context, "call_at")
     }
 
     /// Schedules `callback(*args)` to run at `when`, a time on the loop's clock.
