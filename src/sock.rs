@@ -223,6 +223,11 @@ impl LoopCore {
         }
         let fd = socket_fd(sock)?;
         let max = n as usize;
+        if max == 0 {
+            // As `socket.recv(0)`: an empty result at once. The syscall would say EAGAIN on
+            // an idle socket, and waiting for readability could wait forever.
+            return Ok(PyBytes::new(py, b"").into_any().unbind());
+        }
         match recv_bytes(slf.get(), py, fd, max) {
             Ok(bytes) => Ok(bytes),
             Err(e) if sys::would_block(&e) => {
@@ -241,6 +246,10 @@ impl LoopCore {
         let py = slf.py();
         let fd = socket_fd(sock)?;
         let buffer = writable_buffer(buf)?;
+        if buffer.len_bytes() == 0 {
+            // As `socket.recv_into()` of an empty buffer: 0 at once (see `_sock_recv`).
+            return Ok(0usize.into_pyobject(py)?.into_any().unbind());
+        }
         match recv_into(py, fd, &buffer) {
             Ok(n) => Ok(n),
             Err(e) if sys::would_block(&e) => {
