@@ -38,7 +38,8 @@ class DnsMixin:
 
     async def getnameinfo(self, sockaddr, flags=0):
         """``socket.getnameinfo`` without blocking the loop."""
-        if flags & _NUMERIC_NAMES == _NUMERIC_NAMES:
+        # Anything but an int goes to the executor, which raises what socket.getnameinfo does.
+        if isinstance(flags, int) and flags & _NUMERIC_NAMES == _NUMERIC_NAMES:
             return socket.getnameinfo(sockaddr, flags)
         return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
 
