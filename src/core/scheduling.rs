@@ -100,10 +100,18 @@ impl LoopCore {
             py,
             PyClassInitializer::from(base).add_subclass(TimerHandle::new(when)),
         )?;
+        // A NaN deadline is never "not yet due" in asyncio (`nan >= end_time` is false), so it
+        // runs at once; in the heap, whose order is total, it would sort after every other
+        // deadline and never be due. Key it as the earliest deadline instead.
+        let key = if when.is_nan() {
+            f64::NEG_INFINITY
+        } else {
+            when
+        };
         this.state
             .borrow_mut(py)
             .timers
-            .push(when, timer.clone_ref(py));
+            .push(key, timer.clone_ref(py));
         Ok(timer)
     }
 }
