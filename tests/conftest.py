@@ -19,6 +19,13 @@ LOOP_FACTORIES = {
 HANG_TIMEOUT = 30.0
 
 
+def pytest_configure(config):
+    # A loop that leaks a ResourceWarning (an unclosed fd, an unclosed loop) breaks every test
+    # suite that runs with -W error; so does an error swallowed in a finalizer.
+    config.addinivalue_line('filterwarnings', 'error::ResourceWarning')
+    config.addinivalue_line('filterwarnings', 'error::pytest.PytestUnraisableExceptionWarning')
+
+
 def pytest_collection_finish(session):
     # Each test ends with gc.collect() (so a leak or an error in a finalizer shows up in the
     # test that caused it). Freezing what exists after collection (modules, pytest's own

@@ -23,9 +23,8 @@ async def value(x):
 
 # Subclassing and monkeypatching
 
-def test_loop_class_is_subclassable_from_python(loop_factory):
-    base = type(loop_factory())
-    base_instance_closer = None  # noqa: F841
+def test_loop_class_is_subclassable_from_python(loop):
+    base = type(loop)
 
     class CountingLoop(base):
         def __init__(self, label):

@@ -2,6 +2,7 @@
 
 import asyncio
 import concurrent.futures
+import os
 import signal
 import socket
 
@@ -358,6 +359,20 @@ def test_repr_tells_the_state(loop):
     assert 'closed=False' in repr(loop)
     loop.close()
     assert 'closed=True' in repr(loop)
+
+
+def open_fds():
+    return set(os.listdir('/proc/self/fd'))
+
+
+def test_close_releases_the_loops_own_file_descriptors(loop_factory):
+    before = open_fds()
+    loops = [loop_factory() for _ in range(10)]
+    for lp in loops:
+        lp.add_signal_handler(signal.SIGUSR1, print)  # the signal wake-up fds too
+        lp.run_until_complete(lp.run_in_executor(None, int))
+        lp.close()
+    assert open_fds() == before
 
 
 def test_loop_is_an_abstract_event_loop(loop):
