@@ -233,8 +233,8 @@ def test_invalid_file_object(loop, bad):
 
 
 def test_fileno_raising_value_error_is_an_invalid_file_object(loop, tmp_path):
-    f = open(tmp_path / 'closed', 'w')
-    f.close()
+    with open(tmp_path / 'closed', 'w') as f:
+        pass
     with pytest.raises(ValueError, match='Invalid file object: '):
         loop.add_reader(f, print)
 
@@ -276,8 +276,8 @@ def test_many_fds_at_once(loop):
         for i, (a, b) in enumerate(pairs):
             a.setblocking(False)
             loop.add_reader(a, lambda i=i, a=a: (seen.add(i), a.recv(10)))
-        for _, b in pairs:
-            b.send(b'x')
+        for _, peer in pairs:
+            peer.send(b'x')
         run_until(loop, lambda: len(seen) == 50)
         for a, _ in pairs:
             assert loop.remove_reader(a) is True
@@ -302,7 +302,7 @@ def test_peer_close_makes_the_reader_run(loop, socketpair):
 
 
 def test_close_drops_the_watchers(loop, socketpair):
-    a, b = socketpair
+    a, _ = socketpair
     loop.add_reader(a, print)
     loop.add_writer(a, print)
     loop.close()

@@ -141,7 +141,7 @@ SCRIPT = textwrap.dedent('''
 
 def run_python(*args, cwd):
     result = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
-                            timeout=60)
+                            timeout=60, check=False)
     assert 'PanicException' not in result.stderr
     return result
 

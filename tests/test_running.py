@@ -132,7 +132,8 @@ def test_run_until_complete_refuses_a_future_of_another_loop(loop, loop_factory)
 
 
 def test_run_until_complete_refuses_a_non_awaitable(loop):
-    with pytest.raises(TypeError, match='An asyncio.Future, a coroutine or an awaitable is required'):
+    with pytest.raises(TypeError,
+                       match='An asyncio.Future, a coroutine or an awaitable is required'):
         loop.run_until_complete(42)
 
 

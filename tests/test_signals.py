@@ -65,7 +65,7 @@ def test_handler_runs_each_time_the_signal_arrives(loop):
     loop.add_signal_handler(signal.SIGUSR1, seen.append, 1)
     for expected in (1, 2, 3):
         os.kill(os.getpid(), signal.SIGUSR1)
-        run_until(loop, lambda: len(seen) == expected)
+        run_until(loop, lambda expected=expected: len(seen) == expected)
     assert seen == [1, 1, 1]
 
 
@@ -185,7 +185,8 @@ def test_coroutine_callbacks_are_a_type_error(loop):
 
     coro = coroutine_function()
     for callback in (coroutine_function, coro):
-        with pytest.raises(TypeError, match=r'coroutines cannot be used with add_signal_handler\(\)'):
+        with pytest.raises(TypeError,
+                           match=r'coroutines cannot be used with add_signal_handler\(\)'):
             loop.add_signal_handler(signal.SIGUSR1, callback)
     coro.close()
     assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
@@ -240,7 +241,7 @@ CHILD = textwrap.dedent('''
 
 def test_handler_is_in_force_when_the_call_returns_and_removal_restores_default(loop_name):
     result = subprocess.run([sys.executable, '-c', CHILD, loop_name],
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=60, check=False)
     assert result.stdout == "['handled']\n"
     assert result.returncode == -signal.SIGUSR1, result.stderr
     assert 'PanicException' not in result.stderr
@@ -287,7 +288,7 @@ CTRL_C_CHILD = textwrap.dedent('''
 
 def test_ctrl_c_interrupts_the_loop_as_with_asyncio(loop_name):
     result = subprocess.run([sys.executable, '-c', CTRL_C_CHILD, loop_name],
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         'run_forever: KeyboardInterrupt',
