@@ -228,3 +228,63 @@ def test_close_with_unconsumed_wakeups(loop):
         loop.call_soon_threadsafe(int)
     loop.close()
     assert loop.is_closed()
+
+
+def test_loops_run_in_several_threads_at_once(loop_factory):
+    # Each loop waits in its poller without holding the GIL, so the others keep running.
+    threads_count = 4
+    results = {}
+    barrier = threading.Barrier(threads_count)
+
+    async def ping_pong(n):
+        loop = asyncio.get_running_loop()
+        for i in range(n):
+            fut = loop.create_future()
+            loop.call_later(0.001, fut.set_result, i)
+            await fut
+        return n
+
+    def worker(k):
+        barrier.wait()
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            results[k] = runner.run(ping_pong(20))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(threads_count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(HANG_TIMEOUT)
+    assert not any(t.is_alive() for t in threads)
+    assert results == {k: 20 for k in range(threads_count)}
+
+
+def test_is_running_seen_from_another_thread(loop):
+    seen = []
+
+    def worker():
+        seen.append(loop.is_running())
+        loop.call_soon_threadsafe(loop.stop)
+
+    thread = start_when_running(loop, worker)
+    with hang_guard():
+        loop.run_forever()
+    thread.join()
+    assert seen == [True]
+    assert not loop.is_running()
+
+
+def test_loop_made_in_one_thread_runs_in_another(loop):
+    results = []
+
+    async def main():
+        await asyncio.sleep(0.001)
+        return threading.current_thread().name
+
+    def worker():
+        asyncio.set_event_loop(loop)
+        results.append(loop.run_until_complete(main()))
+
+    thread = threading.Thread(target=worker, name='runner-thread')
+    thread.start()
+    thread.join(HANG_TIMEOUT)
+    assert results == ['runner-thread']
