@@ -84,11 +84,13 @@ impl Handle {
         if this.cancelled.get(py) {
             return Ok(false);
         }
+        this.cancelled.set(py, true);
         if loop_debug(py, &this.loop_) {
+            // Taken once cancelled, as asyncio does: "<Handle cancelled cb() at ...>" keeps
+            // naming the callback after it is dropped.
             let text = repr_of(slf)?;
             *this.cancelled_repr.borrow_mut(py) = Some(text);
         }
-        this.cancelled.set(py, true);
         let dropped = this.callback.borrow_mut(py).take();
         drop(dropped);
         Ok(true)
