@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from asyncio import format_helpers
 
 import pytest
 
@@ -202,3 +203,28 @@ def test_asyncio_run_debug_flag(loop_factory):
 
     with asyncio.Runner(debug=True, loop_factory=loop_factory) as runner:
         assert runner.run(main()) is True
+
+
+def _callback(a):
+    pass
+
+
+@pytest.mark.parametrize('debug', [False, True])
+def test_handle_reprs_before_and_after_cancel(loop, debug):
+    loop.set_debug(debug)
+    handle = loop.call_soon(_callback, 1)
+    timer = loop.call_at(10.5, _callback, 2)
+    source = format_helpers._format_callback_source(_callback, (1,))
+    created = f' created at {__file__}:' if debug else ''
+    assert repr(handle).startswith(f'<Handle {source}{created}')
+    assert repr(timer).startswith('<TimerHandle when=10.5 _callback(2) at ')
+    before = repr(handle), repr(timer)
+    handle.cancel()
+    timer.cancel()
+    if debug:
+        # Debug mode keeps naming the callback of a cancelled handle.
+        assert repr(handle) == before[0].replace('<Handle ', '<Handle cancelled ', 1)
+        assert repr(timer) == before[1].replace('<TimerHandle ', '<TimerHandle cancelled ', 1)
+    else:
+        assert repr(handle) == '<Handle cancelled>'
+        assert repr(timer) == '<TimerHandle cancelled when=10.5>'
