@@ -52,19 +52,23 @@ fn contiguous(buffer: PyUntypedBuffer) -> PyResult<PyUntypedBuffer> {
 }
 
 fn writable_buffer(obj: &Bound<'_, PyAny>) -> PyResult<PyUntypedBuffer> {
-    let buffer = PyUntypedBuffer::get(obj).map_err(|_| {
+    // `socket.recv_into`'s own error for anything but a writable C-contiguous buffer (a
+    // TypeError, also for a strided memoryview, where a BufferError would not be caught).
+    let refused = || {
+        let what = if obj.is_none() {
+            "None".to_owned()
+        } else {
+            type_name(obj)
+        };
         PyTypeError::new_err(format!(
-            "a bytes-like object is required, not '{}'",
-            type_name(obj)
+            "recv_into() argument 1 must be read-write bytes-like object, not {what}"
         ))
-    })?;
-    if buffer.readonly() {
-        return Err(PyTypeError::new_err(format!(
-            "recv_into() argument 'buffer' must be read-write bytes-like object, not {}",
-            type_name(obj)
-        )));
+    };
+    let buffer = PyUntypedBuffer::get(obj).map_err(|_| refused())?;
+    if buffer.readonly() || !buffer.is_c_contiguous() {
+        return Err(refused());
     }
-    contiguous(buffer)
+    Ok(buffer)
 }
 
 fn readable_buffer(obj: &Bound<'_, PyAny>) -> PyResult<PyUntypedBuffer> {
