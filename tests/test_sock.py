@@ -110,11 +110,17 @@ def test_sock_recv_into(loop, run_async, sockets):
     assert run_async(main()) == (3, b'\0\0abc\0\0\0\0\0')
 
 
-def test_sock_recv_into_refuses_a_read_only_buffer(loop, run_async, sockets):
+@pytest.mark.parametrize('buf', [b'read-only', memoryview(bytearray(8))[::2], 'text', None, 5],
+                         ids=['bytes', 'strided-memoryview', 'str', 'None', 'int'])
+def test_sock_recv_into_refuses_what_socket_recv_into_refuses(loop, run_async, sockets, buf):
     async def main():
-        _, conn = await tcp_pair(loop, sockets)
-        with pytest.raises(TypeError):
-            await loop.sock_recv_into(conn, b'read-only')
+        client, conn = await tcp_pair(loop, sockets)
+        with pytest.raises(TypeError) as expected:
+            conn.recv_into(buf)
+        client.send(b'data')
+        with pytest.raises(TypeError) as got:
+            await loop.sock_recv_into(conn, buf)
+        assert str(got.value) == str(expected.value)
 
     run_async(main())
 
