@@ -308,3 +308,54 @@ def test_close_drops_the_watchers(loop, socketpair):
     loop.close()
     assert loop.remove_reader(a) is False
     assert loop.remove_writer(a) is False
+
+
+def ferroloop_xfail(request, loop_name, reason):
+    """Mark a compatibility bug of ferroloop's io.rs, fixed elsewhere; asyncio still runs."""
+    if loop_name == 'ferroloop':
+        request.node.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+
+
+class FilenoRaises:
+    def __init__(self, exc):
+        self.exc = exc
+
+    def fileno(self):
+        raise self.exc
+
+
+def test_fileno_error_other_than_value_type_attribute_propagates(loop, loop_name, request):
+    ferroloop_xfail(request, loop_name,
+                    'io.rs fileobj_to_fd turns every fileno() error into ValueError; selectors '
+                    'only converts AttributeError/TypeError/ValueError')
+    with pytest.raises(OSError, match='from fileno'):
+        loop.add_reader(FilenoRaises(OSError(errno.EBADF, 'from fileno')), print)
+
+
+class FilenoIsFloat:
+    def __init__(self, fd):
+        self.fd = fd
+
+    def fileno(self):
+        return float(self.fd)
+
+
+def test_fileno_result_is_passed_through_int(loop, loop_name, request, pipe):
+    ferroloop_xfail(request, loop_name,
+                    'io.rs fileobj_to_fd extracts fileno() as an index; selectors uses '
+                    'int(fileobj.fileno()), which accepts a float')
+    r, w = pipe
+    seen = []
+    loop.add_reader(FilenoIsFloat(r), lambda: seen.append(os.read(r, 10)))
+    os.write(w, b'x')
+    run_until(loop, lambda: seen)
+    assert loop.remove_reader(r) is True
+
+
+def test_closed_loop_is_reported_before_a_negative_fd(loop, loop_name, request):
+    ferroloop_xfail(request, loop_name,
+                    'io.rs add_handle_watcher validates the fd number before checking that '
+                    'the loop is closed; asyncio checks closed first')
+    loop.close()
+    with pytest.raises(RuntimeError, match='^Event loop is closed$'):
+        loop.add_reader(-1, print)
