@@ -117,3 +117,14 @@ def test_getnameinfo_errors_like_the_socket_module(loop, run_async, sockaddr, fl
         return await loop.getnameinfo(sockaddr, flags)
 
     assert outcome(lambda: run_async(resolve())) == expected
+
+
+def test_slow_lookup_is_logged_at_info_level_in_debug_mode(loop, run_async, caplog):
+    # asyncio logs a lookup that took at least slow_callback_duration at INFO.
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.0
+    with caplog.at_level(logging.DEBUG, logger='asyncio'):
+        run_async(loop.getaddrinfo('127.0.0.1', 80))
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert len(infos) == 1
+    assert infos[0].startswith('Getting address info 127.0.0.1:80 took ')
