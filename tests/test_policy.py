@@ -190,3 +190,12 @@ def test_python_m_ferroloop_usage(tmp_path):
     helped = run_python('-m', 'ferroloop', '--help', cwd=tmp_path)
     assert helped.returncode == 0
     assert 'usage: python -m ferroloop' in helped.stdout
+
+
+def test_python_m_ferroloop_missing_script_or_module_fails_like_python(tmp_path):
+    for args in (['missing.py'], ['-m', 'missing_module'], ['-m', 'missing_pkg.sub']):
+        direct = run_python(*args, cwd=tmp_path)
+        via = run_python('-m', 'ferroloop', *args, cwd=tmp_path)
+        assert via.returncode == direct.returncode != 0
+        assert via.stderr == direct.stderr
+        assert 'Traceback' not in via.stderr
