@@ -52,19 +52,23 @@ fn contiguous(buffer: PyUntypedBuffer) -> PyResult<PyUntypedBuffer> {
 }
 
 fn writable_buffer(obj: &Bound<'_, PyAny>) -> PyResult<PyUntypedBuffer> {
-    let buffer = PyUntypedBuffer::get(obj).map_err(|_| {
+    // `socket.recv_into`'s own error for anything but a writable C-contiguous buffer (a
+    // TypeError, also for a strided memoryview, where a BufferError would not be caught).
+    let refused = || {
+        let what = if obj.is_none() {
+            "None".to_owned()
+        } else {
+            type_name(obj)
+        };
         PyTypeError::new_err(format!(
-            "a bytes-like object is required, not '{}'",
-            type_name(obj)
+            "recv_into() argument 1 must be read-write bytes-like object, not {what}"
         ))
-    })?;
-    if buffer.readonly() {
-        return Err(PyTypeError::new_err(format!(
-            "recv_into() argument 'buffer' must be read-write bytes-like object, not {}",
-            type_name(obj)
-        )));
+    };
+    let buffer = PyUntypedBuffer::get(obj).map_err(|_| refused())?;
+    if buffer.readonly() || !buffer.is_c_contiguous() {
+        return Err(refused());
     }
-    contiguous(buffer)
+    Ok(buffer)
 }
 
 fn readable_buffer(obj: &Bound<'_, PyAny>) -> PyResult<PyUntypedBuffer> {
@@ -223,6 +227,11 @@ impl LoopCore {
         }
         let fd = socket_fd(sock)?;
         let max = n as usize;
+        if max == 0 {
+            // As `socket.recv(0)`: an empty result at once. The syscall would say EAGAIN on
+            // an idle socket, and waiting for readability could wait forever.
+            return Ok(PyBytes::new(py, b"").into_any().unbind());
+        }
         match recv_bytes(slf.get(), py, fd, max) {
             Ok(bytes) => Ok(bytes),
             Err(e) if sys::would_block(&e) => {
@@ -241,6 +250,10 @@ impl LoopCore {
         let py = slf.py();
         let fd = socket_fd(sock)?;
         let buffer = writable_buffer(buf)?;
+        if buffer.len_bytes() == 0 {
+            // As `socket.recv_into()` of an empty buffer: 0 at once (see `_sock_recv`).
+            return Ok(0usize.into_pyobject(py)?.into_any().unbind());
+        }
         match recv_into(py, fd, &buffer) {
             Ok(n) => Ok(n),
             Err(e) if sys::would_block(&e) => {

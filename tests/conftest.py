@@ -19,6 +19,21 @@ LOOP_FACTORIES = {
 HANG_TIMEOUT = 30.0
 
 
+def pytest_configure(config):
+    # A loop that leaks a ResourceWarning (an unclosed fd, an unclosed loop) breaks every test
+    # suite that runs with -W error; so does an error swallowed in a finalizer.
+    config.addinivalue_line('filterwarnings', 'error::ResourceWarning')
+    config.addinivalue_line('filterwarnings', 'error::pytest.PytestUnraisableExceptionWarning')
+
+
+def pytest_collection_finish(session):
+    # Each test ends with gc.collect() (so a leak or an error in a finalizer shows up in the
+    # test that caused it). Freezing what exists after collection (modules, pytest's own
+    # objects) keeps those collections to the objects the tests make: several times faster.
+    gc.collect()
+    gc.freeze()
+
+
 @pytest.fixture(params=list(LOOP_FACTORIES))
 def loop_name(request):
     return request.param
@@ -51,6 +66,24 @@ def run(loop, coro, timeout=HANG_TIMEOUT):
 @pytest.fixture
 def run_async(loop):
     return lambda coro, timeout=HANG_TIMEOUT: run(loop, coro, timeout)
+
+
+# A Rust panic must never reach Python: as a pyo3 PanicException (a BaseException that user
+# code does not catch) or as the panic message Rust prints to stderr. Any test whose report or
+# captured output shows one fails, even if the panic was swallowed (in __del__, in a thread).
+PANIC_MARKERS = ('PanicException', 'panicked at')
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    texts = [report.longreprtext] + [content for _, content in report.sections]
+    found = [m for m in PANIC_MARKERS if any(m in text for text in texts)]
+    if found and not hasattr(report, 'wasxfail'):
+        report.outcome = 'failed'
+        report.longrepr = (f'a Rust panic reached Python ({", ".join(found)}):\n\n'
+                           + '\n'.join(texts))
 
 
 def pytest_report_header(config):

@@ -153,8 +153,11 @@ def test_write_rejects_non_bytes_and_write_after_eof(loop):
 
 
 def test_flow_control_pauses_and_resumes_the_protocol(loop):
+    peers = []
+
     class Slow(asyncio.Protocol):
         def connection_made(self, transport):
+            peers.append(transport)
             transport.pause_reading()  # the peer stops reading: our writes pile up
 
     async def main():
@@ -180,7 +183,10 @@ def test_flow_control_pauses_and_resumes_the_protocol(loop):
         transport.abort()  # dropping the buffer ends the pause without resume_writing
         await protocol.lost
         assert transport.get_write_buffer_size() == 0
+        for peer in peers:
+            peer.close()
         server.close()
+        await server.wait_closed()
 
     run(loop, main())
 
@@ -245,12 +251,16 @@ def test_buffered_protocol_reads_into_its_own_buffer(loop):
             writer.write(b'0123456789' * 100)
             writer.write_eof()
             await writer.drain()
+            await reader.read()
+            writer.close()
 
         server = await asyncio.start_server(handle, '127.0.0.1', 0)
         transport, protocol = await loop.create_connection(Buffered, *server.sockets[0].getsockname())
         assert await protocol.done == b'0123456789' * 100
         transport.close()
         server.close()
+        await server.wait_closed()
+        await asyncio.sleep(0.01)  # the server side sees EOF and closes
 
     run(loop, main())
 

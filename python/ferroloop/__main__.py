@@ -6,6 +6,7 @@ The policy is installed before the program starts, so its ``asyncio.run()``,
 ``sys.path[0]`` are what the program would see if run directly.
 """
 
+import importlib.util
 import os
 import runpy
 import sys
@@ -26,13 +27,35 @@ def main(argv):
             return 2
         sys.argv = [argv[1], *argv[2:]]
         sys.path.insert(0, os.getcwd())
+        problem = _find_module_problem(argv[1])
+        if problem:
+            # What `python -m missing` says, with its exit status.
+            print(f'{sys.executable}: {problem}', file=sys.stderr)
+            return 1
         runpy.run_module(argv[1], run_name='__main__', alter_sys=True)
         return 0
     script = argv[0]
+    if not os.path.exists(script):
+        # What `python missing.py` says, with its exit status.
+        print(f"{sys.executable}: can't open file {os.path.abspath(script)!r}: "
+              f'[Errno 2] No such file or directory', file=sys.stderr)
+        return 2
     sys.argv = list(argv)
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
     runpy.run_path(script, run_name='__main__')
     return 0
+
+
+def _find_module_problem(name):
+    """None if module ``name`` can be run, else the reason, worded as runpy words it."""
+    try:
+        if importlib.util.find_spec(name) is None:
+            return f'No module named {name}'
+    except (ImportError, AttributeError, TypeError, ValueError) as exc:
+        # A parent package is missing or broken, or the name is malformed.
+        return (f'Error while finding module specification for {name!r} '
+                f'({type(exc).__name__}: {exc})')
+    return None
 
 
 if __name__ == '__main__':

@@ -34,17 +34,20 @@ class DnsMixin:
             if result is not None:
                 return result
             return await self.run_in_executor(None, socket.getaddrinfo, host, port, family, type, proto, flags)
-        return await self.run_in_executor(None, _getaddrinfo_logged, host, port, family, type, proto, flags)
+        return await self.run_in_executor(None, _getaddrinfo_logged, self.slow_callback_duration,
+                                          host, port, family, type, proto, flags)
 
     async def getnameinfo(self, sockaddr, flags=0):
         """``socket.getnameinfo`` without blocking the loop."""
-        if flags & _NUMERIC_NAMES == _NUMERIC_NAMES:
+        # Anything but an int goes to the executor, which raises what socket.getnameinfo does.
+        if isinstance(flags, int) and flags & _NUMERIC_NAMES == _NUMERIC_NAMES:
             return socket.getnameinfo(sockaddr, flags)
         return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
 
 
-def _getaddrinfo_logged(host, port, family, type, proto, flags):
-    """Debug mode: the lookup with its arguments and duration logged, as asyncio does."""
+def _getaddrinfo_logged(slow, host, port, family, type, proto, flags):
+    """Debug mode: the lookup with its arguments and duration logged, as asyncio does (at INFO
+    level if it took ``slow`` seconds or more: the loop's slow_callback_duration)."""
     parts = [f'{host}:{port!r}']
     if family:
         parts.append(f'family={family!r}')
@@ -60,7 +63,7 @@ def _getaddrinfo_logged(host, port, family, type, proto, flags):
     result = socket.getaddrinfo(host, port, family, type, proto, flags)
     elapsed = time.monotonic() - started
     message = f'Getting address info {what} took {elapsed * 1e3:.3f}ms: {result!r}'
-    if elapsed >= 0.1:  # the loop's default slow_callback_duration
+    if elapsed >= slow:
         logger.info(message)
     else:
         logger.debug(message)

@@ -8,6 +8,8 @@ class ExceptionHandlerMixin:
 
     def _init_exception_handler(self):
         self._exception_handler = None
+        # Debug mode: the handle being run (set by the core), as asyncio's _current_handle.
+        self._current_handle = None
 
     def get_exception_handler(self):
         """The custom exception handler, or None if the default one is in use."""
@@ -28,6 +30,11 @@ class ExceptionHandlerMixin:
         message = context.get('message') or 'Unhandled exception in event loop'
         exception = context.get('exception')
         exc_info = (type(exception), exception, exception.__traceback__) if exception is not None else False
+        current = getattr(self, '_current_handle', None)
+        if ('source_traceback' not in context and current is not None
+                and current._source_traceback):
+            # Debug mode: reported from inside a callback; say where that callback was scheduled.
+            context['handle_traceback'] = current._source_traceback
         lines = [message]
         for key in sorted(context):
             if key in ('message', 'exception'):

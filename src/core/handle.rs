@@ -137,11 +137,13 @@ impl Handle {
         if this.cancelled.get(py) {
             return Ok(false);
         }
+        this.cancelled.set(py, true);
         if loop_debug(py, &this.loop_) {
+            // Taken once cancelled, as asyncio does: "<Handle cancelled cb() at ...>" keeps
+            // naming the callback after it is dropped.
             let text = repr_of(slf)?;
             *this.cancelled_repr.borrow_mut(py) = Some(text);
         }
-        this.cancelled.set(py, true);
         let dropped = this.callback.borrow_mut(py).take();
         drop(dropped);
         Ok(true)
@@ -156,10 +158,23 @@ impl Handle {
             Some(cb) => (cb.callback.clone_ref(py), cb.args.clone_ref(py)),
             None => return RunOutcome::Ok,
         };
-        match call_in_context(py, this.context.bind(py), callback.bind(py), args.bind(py)) {
-            Ok(()) => RunOutcome::Ok,
-            Err(err) => report_callback_error(py, err, slf.as_any(), &callback, &args, this),
+        // Debug mode, as asyncio: while the handle runs it is the loop's `_current_handle`, so
+        // an error reported from inside the callback is logged with where the handle was made
+        // (`handle_traceback`). Only handles made in debug mode carry that traceback.
+        let current = this.source_traceback.as_ref().map(|_| this.loop_.bind(py));
+        if let Some(loop_) = current {
+            // A loop without an instance dict cannot record it; nothing else depends on it.
+            let _ = loop_.setattr("_current_handle", slf);
         }
+        let outcome =
+            match call_in_context(py, this.context.bind(py), callback.bind(py), args.bind(py)) {
+                Ok(()) => RunOutcome::Ok,
+                Err(err) => report_callback_error(py, err, slf.as_any(), &callback, &args, this),
+            };
+        if let Some(loop_) = current {
+            let _ = loop_.setattr("_current_handle", py.None());
+        }
+        outcome
     }
 
     fn repr_parts(slf: &Bound<'_, Handle>) -> PyResult<Vec<String>> {

@@ -3,7 +3,7 @@
 
 use std::os::fd::RawFd;
 
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyAttributeError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyInt, PyTuple};
 
@@ -12,22 +12,36 @@ use super::handle::Handle;
 use super::io_table::{Direction, NativeWatcher, Watcher};
 use crate::errors::os_error;
 
-/// An int or an object with `fileno()`, as `selectors` accepts them; asyncio's messages.
-pub fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
-    let invalid = || PyValueError::new_err(format!("Invalid file object: {}", repr(obj)));
-    let fd: i64 = if obj.is_instance_of::<PyInt>() {
-        obj.extract()?
-    } else {
-        obj.call_method0("fileno")
-            .and_then(|f| f.extract())
-            .map_err(|_| invalid())?
-    };
-    if fd < 0 {
-        return Err(PyValueError::new_err(format!(
-            "Invalid file descriptor: {fd}"
-        )));
+/// The fd number of an int or of an object with `fileno()`, as `selectors` reads it: only an
+/// AttributeError, TypeError or ValueError from `fileno()` means "not a file object"; other
+/// errors propagate. Negative numbers pass: asyncio refuses them later (see `valid_fd`).
+pub fn fileobj_number(obj: &Bound<'_, PyAny>) -> PyResult<i64> {
+    if obj.is_instance_of::<PyInt>() {
+        return obj.extract();
     }
-    RawFd::try_from(fd).map_err(|_| PyValueError::new_err(format!("Invalid file descriptor: {fd}")))
+    let py = obj.py();
+    let invalid = |err: PyErr| {
+        if err.is_instance_of::<PyAttributeError>(py)
+            || err.is_instance_of::<PyTypeError>(py)
+            || err.is_instance_of::<PyValueError>(py)
+        {
+            PyValueError::new_err(format!("Invalid file object: {}", repr(obj)))
+        } else {
+            err
+        }
+    };
+    let fileno = obj.call_method0("fileno").map_err(invalid)?;
+    // int(fileobj.fileno()), as selectors does (a float fileno is accepted).
+    let number = py.get_type::<PyInt>().call1((fileno,)).map_err(invalid)?;
+    number.extract()
+}
+
+/// `fd` as a file descriptor, or asyncio's ValueError for a negative one.
+pub fn valid_fd(number: i64) -> PyResult<RawFd> {
+    RawFd::try_from(number)
+        .ok()
+        .filter(|fd| *fd >= 0)
+        .ok_or_else(|| PyValueError::new_err(format!("Invalid file descriptor: {number}")))
 }
 
 fn repr(obj: &Bound<'_, PyAny>) -> String {
@@ -55,9 +69,16 @@ impl LoopCore {
     fn ensure_fd_no_transport(
         &self,
         py: Python<'_>,
-        fd: RawFd,
+        number: i64,
         fileobj: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
+        // A negative or oversized number cannot belong to a transport.
+        let Ok(fd) = RawFd::try_from(number) else {
+            return Ok(());
+        };
+        if fd < 0 {
+            return Ok(());
+        }
         let owner = self.state.borrow(py).io.owner(fd).map(|o| o.clone_ref(py));
         if let Some(owner) = owner {
             let owner = owner.bind(py);
@@ -117,11 +138,13 @@ impl LoopCore {
     ) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let this = slf.get();
-        let fd = fileobj_to_fd(fileobj)?;
+        // asyncio's order: a bad object, a transport's fd, a closed loop, a negative fd.
+        let number = fileobj_number(fileobj)?;
         if check_transport {
-            this.ensure_fd_no_transport(py, fd, fileobj)?;
+            this.ensure_fd_no_transport(py, number, fileobj)?;
         }
         this.check_closed(py)?;
+        let fd = valid_fd(number)?;
         let debug = this.debug.get(py);
         if debug {
             this.check_thread(py)?;
@@ -148,12 +171,12 @@ impl LoopCore {
     ) -> PyResult<bool> {
         let py = slf.py();
         let this = slf.get();
-        let fd = fileobj_to_fd(fileobj)?;
-        this.ensure_fd_no_transport(py, fd, fileobj)?;
+        let number = fileobj_number(fileobj)?;
+        this.ensure_fd_no_transport(py, number, fileobj)?;
         if this.closed.get(py) {
             return Ok(false);
         }
-        this.uninstall_watcher(py, fd, direction)
+        this.uninstall_watcher(py, valid_fd(number)?, direction)
     }
 
     /// Makes `watcher` the reader or writer of `fd` (replacing any other).
@@ -280,27 +303,29 @@ impl LoopCore {
     /// loop's own helpers working on a transport's fd (sendfile).
     fn _remove_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
         let py = slf.py();
-        let raw = fileobj_to_fd(fd)?;
+        let number = fileobj_number(fd)?;
         if slf.get().closed.get(py) {
             return Ok(false);
         }
-        slf.get().uninstall_watcher(py, raw, Direction::Read)
+        slf.get()
+            .uninstall_watcher(py, valid_fd(number)?, Direction::Read)
     }
 
     /// `remove_writer` without the transport check (asyncio's `_remove_writer`).
     fn _remove_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
         let py = slf.py();
-        let raw = fileobj_to_fd(fd)?;
+        let number = fileobj_number(fd)?;
         if slf.get().closed.get(py) {
             return Ok(false);
         }
-        slf.get().uninstall_watcher(py, raw, Direction::Write)
+        slf.get()
+            .uninstall_watcher(py, valid_fd(number)?, Direction::Write)
     }
 
     /// RuntimeError if a live transport owns `fd`.
     fn _ensure_fd_no_transport(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<()> {
-        let raw = fileobj_to_fd(fd)?;
-        self.ensure_fd_no_transport(py, raw, fd)
+        let number = fileobj_number(fd)?;
+        self.ensure_fd_no_transport(py, number, fd)
     }
 
     /// Stops watching `fd` for reading; True if a reader was registered.

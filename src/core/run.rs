@@ -207,6 +207,10 @@ impl LoopCore {
     pub fn run_once(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        // Python runs signal handlers between bytecodes; an iteration that runs only native
+        // work (or none) would never give it the chance, and Ctrl-C would go unnoticed. The
+        // check is one atomic load when no signal is pending.
+        py.check_signals()?;
         this.drop_cancelled_timers(py);
         let timeout = this.poll_timeout(py);
         this.poll_io(py, timeout)?;

@@ -116,8 +116,16 @@ impl LoopCore {
             py,
             PyClassInitializer::from(base).add_subclass(TimerHandle::new(when)),
         )?;
+        // A NaN deadline is never "not yet due" in asyncio (`nan >= end_time` is false), so it
+        // runs at once; in the heap, whose order is total, it would sort after every other
+        // deadline and never be due. Key it as the earliest deadline instead.
+        let key = if when.is_nan() {
+            f64::NEG_INFINITY
+        } else {
+            when
+        };
         let queued: Py<Handle> = timer.bind(py).clone().into_super().unbind();
-        this.state.borrow_mut(py).timers.push(when, queued);
+        this.state.borrow_mut(py).timers.push(key, queued);
         Ok(timer)
     }
 }
@@ -177,14 +185,7 @@ impl LoopCore {
             return Err(PyTypeError::new_err("delay must not be None"));
         }
         let delay: f64 = delay.extract()?;
-        LoopCore::schedule_timer(
-            slf,
-            monotonic() + delay,
-            callback,
-            args,
-            context,
-            "call_later",
-        )
+        LoopCore::schedule_timer(slf, monotonic() + delay, callback, args, context, "call_at")
     }
 
     /// Schedules `callback(*args)` to run at `when`, a time on the loop's clock.

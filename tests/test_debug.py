@@ -1,0 +1,232 @@
+"""Debug mode: switching it, PYTHONASYNCIODEBUG, slow callbacks, the thread check."""
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from asyncio import format_helpers
+
+import pytest
+
+THREAD_ERROR = 'Non-thread-safe operation invoked on an event loop other than the current one'
+
+
+def run_one_iteration(loop):
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+
+
+def test_set_and_get_debug(loop):
+    loop.set_debug(True)
+    assert loop.get_debug() is True
+    loop.set_debug(False)
+    assert loop.get_debug() is False
+
+
+@pytest.mark.parametrize('env, expected', [
+    ({'PYTHONASYNCIODEBUG': '1'}, 'True'),
+    ({'PYTHONASYNCIODEBUG': ''}, 'False'),
+    ({}, 'False'),
+])
+def test_pythonasynciodebug_environment_variable(loop_name, env, expected):
+    code = ('import asyncio, ferroloop\n'
+            f'loop = {{"asyncio": asyncio.SelectorEventLoop, '
+            f'"ferroloop": ferroloop.new_event_loop}}["{loop_name}"]()\n'
+            'print(loop.get_debug())\n'
+            'loop.close()\n')
+    child_env = {k: v for k, v in os.environ.items() if k != 'PYTHONASYNCIODEBUG'}
+    child_env.update(env)
+    result = subprocess.run([sys.executable, '-c', code], env=child_env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
+    assert 'PanicException' not in result.stderr
+
+
+def test_dev_mode_turns_debug_on(loop_name):
+    code = ('import asyncio, ferroloop\n'
+            f'loop = {{"asyncio": asyncio.SelectorEventLoop, '
+            f'"ferroloop": ferroloop.new_event_loop}}["{loop_name}"]()\n'
+            'print(loop.get_debug())\n'
+            'loop.close()\n')
+    result = subprocess.run([sys.executable, '-X', 'dev', '-c', code],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == 'True'
+
+
+def test_slow_callback_is_logged_in_debug_mode(loop, caplog):
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.01
+
+    def slow_callback():
+        time.sleep(0.05)
+
+    with caplog.at_level(logging.DEBUG, logger='asyncio'):
+        handle = loop.call_soon(slow_callback)
+        # Taken before the run: afterwards a ferroloop handle no longer names its callback.
+        handle_str = str(handle)
+        run_one_iteration(loop)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert warnings[0].name == 'asyncio'
+    assert warnings[0].msg == 'Executing %s took %.3f seconds'
+    what, elapsed = warnings[0].args
+    assert what == handle_str
+    assert 'slow_callback' in what
+    assert elapsed >= 0.01
+    assert warnings[0].getMessage().startswith('Executing <Handle ')
+
+
+def test_slow_task_step_is_reported_as_the_task(loop, caplog):
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.01
+
+    async def slow_coroutine():
+        time.sleep(0.05)  # noqa: ASYNC251 - blocking the loop is the point
+
+    with caplog.at_level(logging.DEBUG, logger='asyncio'):
+        task = loop.create_task(slow_coroutine(), name='slow-one')
+        loop.run_until_complete(task)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("Executing <Task finished name='slow-one'")
+    assert ' took ' in warnings[0]
+
+
+def test_slow_callback_is_not_logged_without_debug(loop, caplog):
+    loop.set_debug(False)
+    loop.slow_callback_duration = 0.001
+    with caplog.at_level(logging.DEBUG, logger='asyncio'):
+        loop.call_soon(time.sleep, 0.01)
+        run_one_iteration(loop)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_slow_callback_duration_default_and_assignment(loop):
+    assert loop.slow_callback_duration == 0.1
+    loop.slow_callback_duration = 0.5
+    assert loop.slow_callback_duration == 0.5
+
+
+def call_from_thread(fn):
+    errors = []
+
+    def body():
+        try:
+            fn()
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    return errors
+
+
+@pytest.mark.parametrize('method', ['call_soon', 'call_later', 'call_at'])
+def test_debug_mode_refuses_non_threadsafe_calls_from_another_thread(loop, method):
+    loop.set_debug(True)
+    call = {
+        'call_soon': lambda: loop.call_soon(print),
+        'call_later': lambda: loop.call_later(1, print),
+        'call_at': lambda: loop.call_at(loop.time() + 1, print),
+    }[method]
+    errors = []
+    loop.call_soon(lambda: errors.extend(call_from_thread(call)))
+    run_one_iteration(loop)
+    assert errors == [THREAD_ERROR]
+
+
+def test_debug_thread_check_applies_only_while_running(loop):
+    loop.set_debug(True)
+    # Not running: no owner thread yet, so any thread may schedule.
+    assert call_from_thread(lambda: loop.call_soon(print)) == []
+
+
+def test_no_thread_check_without_debug(loop):
+    loop.set_debug(False)
+    errors = []
+    handles = []
+
+    def schedule():
+        handles.append(loop.call_soon(print))
+
+    loop.call_soon(lambda: errors.extend(call_from_thread(schedule)))
+    run_one_iteration(loop)
+    assert errors == []
+    handles[0].cancel()
+
+
+def test_debug_handles_record_where_they_were_created(loop):
+    loop.set_debug(True)
+    handle = loop.call_soon(print)  # this line is the creation site
+    assert handle._source_traceback
+    assert handle._source_traceback[-1].filename == __file__
+    assert 'created at ' + __file__ in repr(handle)
+    timer = loop.call_later(10, print)
+    assert timer._source_traceback[-1][0] == __file__
+    timer.cancel()
+    handle.cancel()
+
+
+def test_handles_made_without_debug_have_no_source_traceback(loop):
+    handle = loop.call_soon(print)
+    assert not handle._source_traceback
+    handle.cancel()
+
+
+def test_coroutine_origin_tracking_follows_debug_mode(loop):
+    before = sys.get_coroutine_origin_tracking_depth()
+    loop.set_debug(True)
+
+    async def depth():
+        return sys.get_coroutine_origin_tracking_depth()
+
+    assert loop.run_until_complete(depth()) > 0
+    assert sys.get_coroutine_origin_tracking_depth() == before
+    loop.set_debug(False)
+    assert loop.run_until_complete(depth()) == before
+
+
+def test_close_is_logged_in_debug_mode(loop, caplog):
+    loop.set_debug(True)
+    with caplog.at_level(logging.DEBUG, logger='asyncio'):
+        loop.close()
+    assert any(r.getMessage().startswith('Close <') for r in caplog.records)
+
+
+def test_asyncio_run_debug_flag(loop_factory):
+    async def main():
+        return asyncio.get_running_loop().get_debug()
+
+    with asyncio.Runner(debug=True, loop_factory=loop_factory) as runner:
+        assert runner.run(main()) is True
+
+
+def _callback(a):
+    pass
+
+
+@pytest.mark.parametrize('debug', [False, True])
+def test_handle_reprs_before_and_after_cancel(loop, debug):
+    loop.set_debug(debug)
+    handle = loop.call_soon(_callback, 1)
+    timer = loop.call_at(10.5, _callback, 2)
+    source = format_helpers._format_callback_source(_callback, (1,))
+    created = f' created at {__file__}:' if debug else ''
+    assert repr(handle).startswith(f'<Handle {source}{created}')
+    assert repr(timer).startswith('<TimerHandle when=10.5 _callback(2) at ')
+    before = repr(handle), repr(timer)
+    handle.cancel()
+    timer.cancel()
+    if debug:
+        # Debug mode keeps naming the callback of a cancelled handle.
+        assert repr(handle) == before[0].replace('<Handle ', '<Handle cancelled ', 1)
+        assert repr(timer) == before[1].replace('<TimerHandle ', '<TimerHandle cancelled ', 1)
+    else:
+        assert repr(handle) == '<Handle cancelled>'
+        assert repr(timer) == '<TimerHandle cancelled when=10.5>'
