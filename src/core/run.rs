@@ -17,6 +17,8 @@ use crate::errors::os_error;
 const MAX_POLL_TIMEOUT: f64 = 24.0 * 3600.0;
 /// Compact the timer heap when it holds more than this many timers, over half cancelled.
 const MIN_TIMERS_TO_COMPACT: usize = 100;
+/// The ready queue keeps this much capacity however short it gets.
+const READY_CAPACITY_KEPT: usize = 4096;
 
 impl LoopCore {
     /// Drops cancelled timers: all of them when they are most of a large heap, otherwise just
@@ -160,6 +162,8 @@ impl LoopCore {
             };
             drop::<Option<Py<Handle>>>(due);
         }
+        // After a burst (100,000 timers), give the heap's memory back.
+        self.state.borrow_mut(py).timers.shrink_if_sparse();
     }
 
     /// Runs the callbacks that were ready when this pass began; those they schedule wait for
@@ -199,6 +203,12 @@ impl LoopCore {
                 return Err(err);
             }
             reported?;
+        }
+        let mut st = this.state.borrow_mut(py);
+        if st.ready.capacity() > READY_CAPACITY_KEPT && st.ready.len() * 4 < st.ready.capacity() {
+            // After a burst of callbacks, give the queue's memory back.
+            let keep = st.ready.len().max(READY_CAPACITY_KEPT);
+            st.ready.shrink_to(keep);
         }
         Ok(())
     }
