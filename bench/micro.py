@@ -158,11 +158,12 @@ def measure(loop_name, bench_name, scale):
     benchmark, full_count, _ = BENCHMARKS[bench_name]
     count = max(1, round(full_count * scale))
     with asyncio.Runner(loop_factory=loop_factory(loop_name)) as runner:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         runner.run(benchmark(count))
         seconds = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started  # all threads: to_thread's workers count too
     return {'bench': bench_name, 'loop': loop_name, 'ops': count, 'seconds': seconds,
-            'ops_per_s': count / seconds}
+            'ops_per_s': count / seconds, 'cpu_s': cpu, 'ops_per_cpu_s': count / cpu}
 
 
 def main():

@@ -5,6 +5,7 @@ The server (or the Python process of a micro benchmark) gets CPU 0, the load gen
 so neither steals the other's core and the figure is the server's.
 """
 
+import os
 import selectors
 import shutil
 import subprocess
@@ -69,6 +70,15 @@ class ServerProcess:
             raise NotAvailable(line.removeprefix('N/A '))
         raise BenchmarkError(f'{self.name}: exited with status {status} before it was ready: '
                              f'{_tail(self.stderr())}')
+
+    def cpu_seconds(self):
+        """CPU time the server has used so far (all its threads), from /proc."""
+        try:
+            stat = Path(f'/proc/{self._process.pid}/stat').read_text()
+        except OSError:
+            return None
+        fields = stat.rpartition(')')[2].split()  # after "pid (comm)", which may hold spaces
+        return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')  # utime + stime
 
     def stderr(self):
         self._stderr.seek(0)

@@ -3,6 +3,7 @@
 import json
 
 from bench.results import ERROR, OK, Cell
+from bench.sessions import PER_CPU_SECOND
 from bench.workloads import NATIVE
 
 # Other processes' share of the CPUs above which the report says the run was noisy.
@@ -38,10 +39,15 @@ def spread(cell):
     return text + (' ⚠' if cell.status == ERROR else '')
 
 
-def ratio(cell, base):
+def ratio(cell, base, detail=None):
+    """cell ÷ base, of the medians of the figure (or of a detail)."""
     if cell is None or base is None or not cell.samples or not base.samples:
         return 'n/a'
-    return f'{cell.median / base.median:.2f}×'
+    mine, theirs = ((cell.median, base.median) if detail is None
+                    else (cell.median_of(detail), base.median_of(detail)))
+    if not mine or not theirs:
+        return 'n/a'
+    return f'{mine / theirs:.2f}×'
 
 
 def summarize(cells):
@@ -63,6 +69,8 @@ def table(cells, loops):
         header = ['workload', *loops]
         header += [f'ferroloop ÷ {base}' for base in ('uvloop', 'asyncio')
                    if base in has and 'ferroloop' in has]
+        if {'uvloop', 'ferroloop'} <= has:
+            header.append('÷ uvloop per CPU-s')
         if with_ceiling:
             header += ['native ceiling'] + (['ferroloop ÷ native'] if 'ferroloop' in has else [])
         rows = [header, ['---'] * len(header)]
@@ -71,6 +79,8 @@ def table(cells, loops):
             row = [workload.label] + [spread(mine[loop]) for loop in loops]
             row += [ratio(mine['ferroloop'], mine[base]) for base in ('uvloop', 'asyncio')
                     if base in has and 'ferroloop' in has]
+            if {'uvloop', 'ferroloop'} <= has:
+                row.append(ratio(mine['ferroloop'], mine['uvloop'], PER_CPU_SECOND))
             if with_ceiling:
                 native = index.get((workload.ceiling, NATIVE))
                 row.append(spread(native))
@@ -111,7 +121,9 @@ def markdown(cells, meta):
         f'counted per run; HTTP: {settings["http_duration"]} s of wrk per run; micro: '
         f'{settings["micro_scale"]:g}× the full counts. Servers on CPU {meta["server_cpu"]}, '
         f'load generators on CPU {meta["client_cpu"]}. Versions: {versions}.'), '',
-        'n/a: the loop raised NotImplementedError for this workload (see the notes).',
+        ('n/a: the loop raised NotImplementedError for this workload (see the notes). '
+         '÷ uvloop per CPU-s: the same ratio, of requests (operations) per second of CPU time '
+         'the server (the micro benchmark) got, which other processes on the machine move less.'),
     ]
     if others > NOISY_SHARE:
         head += ['', (f'**Noisy run:** other processes used {others:.0%} of the CPUs while '

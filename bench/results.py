@@ -35,6 +35,11 @@ class Cell:
     def median(self):
         return statistics.median(self.samples) if self.samples else None
 
+    def median_of(self, detail):
+        """The median of one detail over the runs that reported it."""
+        values = [d[detail] for d in self.details if d.get(detail) is not None]
+        return statistics.median(values) if values else None
+
     @property
     def low(self):
         return min(self.samples) if self.samples else None

@@ -17,6 +17,10 @@ from bench.processes import (
 from bench.results import ERROR, NOT_AVAILABLE, Cell
 from bench.workloads import NATIVE
 
+# The detail that counts requests (operations) per second of CPU time the server (the benchmark
+# process) got: on a shared machine, less moved by other processes than the per-second figure.
+PER_CPU_SECOND = 'per_cpu_s'
+
 
 class Session:
     def __init__(self, cells):
@@ -68,13 +72,19 @@ class ServerSession(Session):
     def measure(self, cell):
         server = self.servers[id(cell)]
         server.check_alive()
+        cpu_before = server.cpu_seconds()
         try:
-            return self.load(cell, server.endpoint)
+            value, detail, served = self.load(cell, server.endpoint)
         except BenchmarkError:
             server.check_alive()  # a dead server is the better explanation
             raise
+        cpu = server.cpu_seconds() - cpu_before
+        detail['server_cpu_s'] = round(cpu, 3)
+        detail[PER_CPU_SECOND] = served / cpu if cpu > 0 else None
+        return value, detail
 
     def load(self, cell, endpoint):
+        """(figure per second, details, requests served over the whole run, warmup included)."""
         raise NotImplementedError
 
 
@@ -108,7 +118,8 @@ class EchoSession(ServerSession):
              '--duration', str(settings.echo_duration)],
             cpu=CLIENT_CPU, timeout=settings.echo_warmup + settings.echo_duration + 30)
         result = json.loads(output)
-        return result['requests_per_s'], {'latency_us': result['latency_us']}
+        detail = {'latency_us': result['latency_us']}
+        return result['requests_per_s'], detail, result['all_requests']
 
 
 class HttpSession(ServerSession):
@@ -144,8 +155,8 @@ _WRK_UNITS_US = {'us': 1.0, 'ms': 1000.0, 's': 1_000_000.0}
 
 
 def parse_wrk(output):
-    """(requests/s, {'latency_us': {'p50', 'p99'}}) from wrk's report; a non-2xx answer or
-    a socket error fails the run."""
+    """(requests/s, {'latency_us': {'p50', 'p99'}}, requests served) from wrk's report; a
+    non-2xx answer or a socket error fails the run."""
     rate = re.search(r'^Requests/sec:\s+([\d.]+)', output, re.MULTILINE)
     if rate is None:
         raise BenchmarkError(f'wrk printed no Requests/sec: {output!r}')
@@ -158,7 +169,8 @@ def parse_wrk(output):
         found = re.search(rf'^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$', output, re.MULTILINE)
         if found:
             latency[key] = float(found[1]) * _WRK_UNITS_US[found[2]]
-    return float(rate[1]), {'latency_us': latency}
+    served = re.search(r'^\s+(\d+) requests in', output, re.MULTILINE)
+    return float(rate[1]), {'latency_us': latency}, int(served[1]) if served else 0
 
 
 class MicroSession(Session):
@@ -174,7 +186,9 @@ class MicroSession(Session):
              '--scale', str(self.settings.micro_scale)],
             cpu=SERVER_CPU, timeout=300)
         result = json.loads(output)
-        return result['ops_per_s'], {'ops': result['ops'], 'seconds': result['seconds']}
+        detail = {'ops': result['ops'], 'seconds': result['seconds'], 'cpu_s': result['cpu_s'],
+                  PER_CPU_SECOND: result['ops_per_cpu_s']}
+        return result['ops_per_s'], detail
 
 
 def new_cells(workload):

@@ -36,10 +36,16 @@ struct Tally {
     measure_from: Instant,
     measure_until: Instant,
     latencies_ns: Vec<u64>,
+    /// Requests completed since the start, warmup included: set beside the server's CPU time
+    /// over the whole run, they give requests per CPU-second of the server.
+    all_requests: u64,
 }
 
 impl Tally {
     fn record(&mut self, started: Instant, finished: Instant) {
+        if finished < self.measure_until {
+            self.all_requests += 1;
+        }
         if finished >= self.measure_from && finished < self.measure_until {
             self.latencies_ns
                 .push((finished - started).as_nanos() as u64);
@@ -120,6 +126,7 @@ fn run(settings: &Settings) -> io::Result<Tally> {
         measure_from: start + settings.warmup,
         measure_until: start + settings.warmup + settings.duration,
         latencies_ns: Vec::with_capacity(1 << 20),
+        all_requests: 0,
     };
     for connection in &mut connections {
         connection.started = Instant::now();
@@ -157,15 +164,21 @@ fn report(settings: &Settings, mut tally: Tally) -> String {
     format!(
         concat!(
             "{{\"endpoint\": \"{}\", \"connections\": {}, \"size\": {}, \"warmup_s\": {}, ",
-            "\"duration_s\": {}, \"requests\": {}, \"requests_per_s\": {:.1}, \"bytes_per_s\": {:.1}, ",
+            "\"duration_s\": {}, \"requests\": {}, \"all_requests\": {}, ",
+            "\"requests_per_s\": {:.1}, \"bytes_per_s\": {:.1}, ",
             "\"latency_us\": {{\"p50\": {:.1}, \"p99\": {:.1}, \"max\": {:.1}}}}}"
         ),
-        settings.endpoint.to_string().replace('\\', "\\\\").replace('"', "\\\""),
+        settings
+            .endpoint
+            .to_string()
+            .replace('\\', "\\\\")
+            .replace('"', "\\\""),
         settings.connections,
         settings.size,
         settings.warmup.as_secs_f64(),
         seconds,
         requests,
+        tally.all_requests,
         rate,
         rate * settings.size as f64,
         percentile_us(&tally.latencies_ns, 0.50),
