@@ -72,7 +72,9 @@ class CpuAccount:
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
-    def others_seconds(self):
+    def others_seconds(self, also_ours=0.0):
+        """CPU-seconds others took since this account opened; ``also_ours`` is what our
+        processes that are still running (servers) used meanwhile."""
         machine = self._machine_busy() - self._machine
-        ours = self._our_time() - self._ours
+        ours = self._our_time() - self._ours + also_ours
         return max(0.0, machine - ours)

@@ -114,8 +114,8 @@ def markdown(cells, meta):
         (f'{meta["started"]} · commit `{meta["commit"]}` · Python {meta["python"]} · '
         f'{meta["cpu"]}, {meta["cpus"]} CPUs · the suite took {meta["elapsed_s"] / 60:.1f} min · '
         f'load average {meta["load_before"]} before, {meta["load_after"]} after · '
-        f'other processes used '
-        f'{others:.0%} of the CPUs meanwhile'), '',
+        f'other processes used {others:.0%} of the CPUs meanwhile · '
+        f'{meta.get("retried_runs", 0)} runs measured again because others disturbed them'), '',
         (f'Median of {settings["rounds"]} rounds, (min–max) beside it; the loops take turns round '
         f'by round. Echo: {settings["echo_warmup"]} s warmup + {settings["echo_duration"]} s '
         f'counted per run; HTTP: {settings["http_duration"]} s of wrk per run; micro: '
