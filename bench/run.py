@@ -158,9 +158,9 @@ def run_cell(session, cell, round_label, retries):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog='\n'.join(__doc__.splitlines()[2:]))
+    summary, _, examples = __doc__.partition('\n\n')
+    parser = argparse.ArgumentParser(description=' '.join(summary.split()), epilog=examples,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--quick', action='store_true', help='short runs, 2 rounds, micro at 5%%')
     parser.add_argument('--rounds', type=int, help='rounds per workload (default 3, quick 2)')
     parser.add_argument('--only', action='append', default=[], metavar='PATTERN',
