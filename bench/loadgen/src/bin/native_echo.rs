@@ -59,6 +59,11 @@ impl Connection {
                 }
             }
             self.unsent.extend_from_slice(&scratch[written..read]);
+            if read < scratch.len() && self.unsent.is_empty() {
+                // A short read drained the socket and later bytes raise a new edge: no
+                // read-until-EAGAIN, one recv and one send per request, the floor.
+                return Ok(Outcome::Open);
+            }
         }
     }
 }
