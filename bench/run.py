@@ -100,31 +100,32 @@ def build_native_tools():
 
 class Retries:
     """A run during which other processes took more than DISTURBED of a CPU is measured
-    again, once, while the budget (a share of the planned runs) lasts: on a shared machine
-    one compile job landing on the server's core can divide its figure by ten."""
+    again, once, while the time budget lasts (so the suite keeps to its 15 minutes): on a
+    shared machine one compile job landing on the server's core can divide a figure by ten."""
 
     DISTURBED = 0.10   # CPU-seconds others took per second of the run
-    BUDGET = 0.25      # retries allowed, as a share of the planned runs
 
-    def __init__(self, planned_runs):
-        self.left = int(planned_runs * self.BUDGET)
+    def __init__(self, budget_seconds):
+        self.seconds_left = budget_seconds
         self.used = 0
 
-    def take(self):
-        if self.left <= 0:
+    def take(self, seconds):
+        """Whether a run of about ``seconds`` may be measured again."""
+        if self.seconds_left < seconds:
             return False
-        self.left -= 1
+        self.seconds_left -= seconds
         self.used += 1
         return True
 
 
 def measure_watched(session, cell):
-    """One run, and the share of a CPU other processes took while it ran."""
+    """One run, with the seconds it took and the share of a CPU other processes took."""
     account, started = CpuAccount(), time.monotonic()
     value, detail = session.measure(cell)
+    seconds = time.monotonic() - started
     others = account.others_seconds(also_ours=detail.get('server_cpu_s', 0.0))
-    detail['others_cpu_share'] = round(others / (time.monotonic() - started), 3)
-    return value, detail
+    detail['others_cpu_share'] = round(others / seconds, 3)
+    return value, detail, seconds
 
 
 def run_sessions(sessions, rounds, retries):
@@ -142,11 +143,11 @@ def run_sessions(sessions, rounds, retries):
 def run_cell(session, cell, round_label, retries):
     name = f'{round_label} {cell.workload.key} on {cell.runner}'
     try:
-        value, detail = measure_watched(session, cell)
-        if detail['others_cpu_share'] > Retries.DISTURBED and retries.take():
+        value, detail, seconds = measure_watched(session, cell)
+        if detail['others_cpu_share'] > Retries.DISTURBED and retries.take(seconds):
             print(f'{name}: disturbed (other processes took {detail["others_cpu_share"]:.0%} '
                   f'of a CPU), measuring again', file=sys.stderr)
-            value, detail = measure_watched(session, cell)
+            value, detail, _ = measure_watched(session, cell)
     except NotAvailable as error:
         cell.settle(NOT_AVAILABLE, str(error))
     except BenchmarkError as error:
@@ -208,7 +209,7 @@ def main():
                 'load_before': load_average()}
         started = time.monotonic()
         cpu = CpuAccount()
-        retries = Retries(runs)
+        retries = Retries(settings.retry_budget)
         run_sessions(sessions, settings.rounds, retries)
         meta['retried_runs'] = retries.used
         elapsed = time.monotonic() - started

@@ -23,12 +23,14 @@ class Settings:
     http_warmup: int       # seconds of wrk per server before round 1 (wrk counts whole seconds)
     http_duration: int     # seconds of wrk per run
     micro_scale: float     # fraction of each micro benchmark's full count
+    retry_budget: float    # seconds the suite may spend measuring disturbed runs again
 
 
+# Full: about 11 minutes once every loop runs every workload, plus at most 1.5 of retries.
 FULL = Settings(rounds=3, echo_warmup=0.3, echo_duration=1.5, http_warmup=1, http_duration=3,
-                micro_scale=1.0)
+                micro_scale=1.0, retry_budget=90.0)
 QUICK = Settings(rounds=2, echo_warmup=0.1, echo_duration=0.4, http_warmup=0, http_duration=1,
-                 micro_scale=0.05)
+                 micro_scale=0.05, retry_budget=10.0)
 
 
 @dataclass(frozen=True)
