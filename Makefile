@@ -28,6 +28,14 @@ $(VENV)/.ready: pyproject.toml
 	$(VENV)/bin/pip install --quiet 'maturin>=1.9,<2' pytest uvloop
 	touch $@
 
+# The benchmark suite (bench/README.md): about 13 minutes; writes bench/results/latest.{md,json,png}.
+# `make bench BENCH_ARGS=--quick` for a one-minute smoke run. wrk comes from Debian's packages.
+bench: build
+	$(VENV)/bin/pip install --quiet -r bench/requirements.txt
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; } \
+		|| echo 'wrk is missing: the HTTP rows will say skipped'
+	$(PY) -m bench.run $(BENCH_ARGS)
+
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings

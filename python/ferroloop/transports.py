@@ -16,9 +16,14 @@ from . import _ferroloop
 
 
 def set_nodelay(sock):
-    """Small writes go out at once (no Nagle delay), as asyncio sets for TCP."""
-    if (sock.family in (socket.AF_INET, socket.AF_INET6)
-            and sock.type == socket.SOCK_STREAM and sock.proto == socket.IPPROTO_TCP):
+    """Small writes go out at once (no Nagle delay) on every TCP connection.
+
+    asyncio does this only for sockets made with proto=IPPROTO_TCP; a socket from
+    socket.create_server() or socket.socket() has proto 0 and would then suffer 40 ms
+    delayed-ACK stalls on request/response traffic.
+    """
+    if (sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM
+            and sock.proto in (0, socket.IPPROTO_TCP)):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 

@@ -1,0 +1,36 @@
+"""The loops compared, by the names the whole suite uses, and the exit convention for a
+workload a loop cannot run yet."""
+
+import asyncio
+import sys
+
+LOOPS = ('asyncio', 'uvloop', 'ferroloop')
+
+# Exit status of a benchmark process whose loop raised NotImplementedError: the runner
+# reports the pair as "n/a" instead of failing the suite.
+NOT_AVAILABLE = 3
+
+
+def loop_factory(name):
+    """The loop factory for ``name``, one of ``LOOPS``."""
+    if name == 'asyncio':
+        # What asyncio.new_event_loop() gives on Linux, named so no policy can change it.
+        return asyncio.SelectorEventLoop
+    if name == 'uvloop':
+        import uvloop
+        return uvloop.new_event_loop
+    if name == 'ferroloop':
+        import ferroloop
+        return ferroloop.new_event_loop
+    raise ValueError(f'unknown loop {name!r}; expected one of {", ".join(LOOPS)}')
+
+
+def announce(line):
+    """Tell the runner something on stdout, at once (stdout is a pipe, so block-buffered)."""
+    print(line, flush=True)
+
+
+def exit_not_available(error):
+    """Report that this loop cannot run the workload yet, and exit."""
+    announce(f'N/A {type(error).__name__}: {error}'.replace('\n', ' '))
+    sys.exit(NOT_AVAILABLE)
