@@ -178,6 +178,18 @@ pub trait FlowControlled: NativeTransport {
     fn flow_control(st: &mut Self::State) -> (&mut FlowControl, usize);
 }
 
+/// asyncio's `_SelectorTransport` (the socket transports): `close()` lets the write buffer
+/// drain first, `_force_close()` drops it; `conn_lost` is set once `connection_lost` is
+/// scheduled and counts the writes attempted after that.
+pub trait SelectorTransport: ReadingTransport + FlowControlled {
+    /// What the write buffer held, taken out to be dropped once the borrow has ended.
+    type Dropped;
+    fn conn_lost(st: &mut Self::State) -> &mut u32;
+    fn take_write_buffer(st: &mut Self::State) -> Self::Dropped;
+    /// Removes the writer, if it is installed.
+    fn stop_writing(slf: &Bound<'_, Self>);
+}
+
 /// Stops watching the fd in `direction` (only the transport's own watcher if it does not
 /// own the fd).
 #[inline]
@@ -290,6 +302,57 @@ pub fn resume_reading<T: ReadingTransport>(slf: &Bound<'_, T>) -> PyResult<()> {
         log_transport(py, "debug", "%r resumes reading", this.wrapper(py))?;
     }
     Ok(())
+}
+
+/// asyncio's `close()` of a socket transport: no more reading; `connection_lost(None)` on the
+/// next iteration, or once the write buffer is flushed.
+pub fn close<T: SelectorTransport>(slf: &Bound<'_, T>) -> PyResult<()> {
+    let lose_now = {
+        let mut st = slf.get().state().borrow_mut(slf.py());
+        let lifecycle = T::lifecycle(&mut st);
+        if lifecycle.closing {
+            return Ok(());
+        }
+        lifecycle.closing = true;
+        let lose_now = T::flow_control(&mut st).1 == 0;
+        if lose_now {
+            *T::conn_lost(&mut st) += 1;
+        }
+        lose_now
+    };
+    stop_reading(slf);
+    if lose_now {
+        T::stop_writing(slf);
+        schedule_connection_lost(slf, None)?;
+    }
+    Ok(())
+}
+
+/// asyncio's `_force_close(exc)`: the write buffer is dropped, reading stops, and
+/// `connection_lost(exc)` follows on the next iteration.
+pub fn force_close<T: SelectorTransport>(
+    slf: &Bound<'_, T>,
+    exc: Option<Py<PyAny>>,
+) -> PyResult<()> {
+    let (dropped, was_closing) = {
+        let mut st = slf.get().state().borrow_mut(slf.py());
+        let conn_lost = T::conn_lost(&mut st);
+        if *conn_lost > 0 {
+            return Ok(());
+        }
+        *conn_lost += 1;
+        let dropped = T::take_write_buffer(&mut st);
+        (
+            dropped,
+            std::mem::replace(&mut T::lifecycle(&mut st).closing, true),
+        )
+    };
+    drop(dropped);
+    T::stop_writing(slf);
+    if !was_closing {
+        stop_reading(slf);
+    }
+    schedule_connection_lost(slf, exc)
 }
 
 /// Schedules `connection_made(wrapper)`, then `start` (a method of the core, if any), then
@@ -582,3 +645,41 @@ macro_rules! flow_control_pymethods {
     };
 }
 pub(crate) use flow_control_pymethods;
+
+/// `close()`, `abort()`, `_force_close(exc)` and the `_conn_lost` getter of a socket
+/// transport.
+macro_rules! selector_pymethods {
+    ($transport:ident) => {
+        #[::pyo3::pymethods]
+        impl $transport {
+            /// Stops reading; `connection_lost(None)` follows once the buffer is flushed.
+            fn close(slf: &::pyo3::Bound<'_, Self>) -> ::pyo3::PyResult<()> {
+                $crate::transports::base::close(slf)
+            }
+
+            /// Closes at once, dropping buffered data; `connection_lost(None)` follows.
+            fn abort(slf: &::pyo3::Bound<'_, Self>) -> ::pyo3::PyResult<()> {
+                $crate::transports::base::force_close(slf, None)
+            }
+
+            /// `abort()` with the exception `connection_lost` gets (asyncio's TLS layer uses it).
+            #[pyo3(signature = (exc=None))]
+            fn _force_close(
+                slf: &::pyo3::Bound<'_, Self>,
+                exc: Option<::pyo3::Bound<'_, ::pyo3::PyAny>>,
+            ) -> ::pyo3::PyResult<()> {
+                let exc = exc.filter(|e| !e.is_none()).map(::pyo3::Bound::unbind);
+                $crate::transports::base::force_close(slf, exc)
+            }
+
+            #[getter]
+            fn _conn_lost(&self, py: ::pyo3::Python<'_>) -> u32 {
+                let this = $crate::transports::base::NativeTransport::state(self);
+                *<Self as $crate::transports::base::SelectorTransport>::conn_lost(
+                    &mut this.borrow_mut(py),
+                )
+            }
+        }
+    };
+}
+pub(crate) use selector_pymethods;

@@ -21,7 +21,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
 
-use super::base::{self, FlowControlled, Lifecycle, LoopFd, NativeTransport, ReadingTransport};
+use super::base::{
+    self, FlowControlled, Lifecycle, LoopFd, NativeTransport, ReadingTransport, SelectorTransport,
+};
 use super::flow_control::FlowControl;
 use super::report::is_fatal_signal;
 use crate::core::event_loop::LoopCore;
@@ -52,7 +54,7 @@ impl Protocol {
 }
 
 /// A datagram waiting for the socket to drain: immutable bytes and where they go.
-struct Queued {
+pub struct Queued {
     data: Py<PyBytes>,
     len: usize,
     addr: Py<PyAny>,
@@ -223,7 +225,7 @@ impl NativeTransport for DatagramTransport {
     }
 
     fn close_after_error(slf: &Bound<'_, Self>, exc: Py<PyAny>) -> PyResult<()> {
-        DatagramTransport::force_close(slf, Some(exc))
+        base::force_close(slf, Some(exc))
     }
 }
 
@@ -241,6 +243,23 @@ impl FlowControlled for DatagramTransport {
     }
 }
 
+impl SelectorTransport for DatagramTransport {
+    type Dropped = VecDeque<Queued>;
+
+    fn conn_lost(st: &mut State) -> &mut u32 {
+        &mut st.conn_lost
+    }
+
+    fn take_write_buffer(st: &mut State) -> VecDeque<Queued> {
+        st.buffer_size = 0;
+        std::mem::take(&mut st.buffer)
+    }
+
+    fn stop_writing(slf: &Bound<'_, Self>) {
+        base::unwatch_with(slf, Direction::Write, |st| &mut st.writing);
+    }
+}
+
 impl DatagramTransport {
     fn start_writing(slf: &Bound<'_, Self>) -> PyResult<()> {
         base::watch_with(
@@ -249,31 +268,6 @@ impl DatagramTransport {
             DatagramTransport::on_writable,
             |st| &mut st.writing,
         )
-    }
-
-    fn stop_writing(slf: &Bound<'_, Self>) {
-        base::unwatch_with(slf, Direction::Write, |st| &mut st.writing);
-    }
-
-    /// asyncio's `_force_close`: drop the queue, stop reading, `connection_lost(exc)` next.
-    fn force_close(slf: &Bound<'_, Self>, exc: Option<Py<PyAny>>) -> PyResult<()> {
-        let py = slf.py();
-        let (dropped, was_closing) = {
-            let mut st = slf.get().state.borrow_mut(py);
-            if st.conn_lost > 0 {
-                return Ok(());
-            }
-            st.conn_lost += 1;
-            st.buffer_size = 0;
-            let dropped = std::mem::take(&mut st.buffer);
-            (dropped, std::mem::replace(&mut st.lifecycle.closing, true))
-        };
-        drop(dropped);
-        DatagramTransport::stop_writing(slf);
-        if !was_closing {
-            base::stop_reading(slf);
-        }
-        base::schedule_connection_lost(slf, exc)
     }
 
     /// asyncio's `_fatal_error`; SystemExit and KeyboardInterrupt leave the loop.
@@ -663,41 +657,6 @@ impl DatagramTransport {
         base::maybe_pause_protocol(slf)
     }
 
-    /// Stops receiving; `connection_lost(None)` follows once the queue is sent.
-    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let lose_now = {
-            let mut st = this.state.borrow_mut(py);
-            if st.lifecycle.closing {
-                return Ok(());
-            }
-            st.lifecycle.closing = true;
-            let lose_now = st.buffer.is_empty();
-            if lose_now {
-                st.conn_lost += 1;
-            }
-            lose_now
-        };
-        base::stop_reading(slf);
-        if lose_now {
-            DatagramTransport::stop_writing(slf);
-            base::schedule_connection_lost(slf, None)?;
-        }
-        Ok(())
-    }
-
-    /// Closes at once, dropping queued datagrams; `connection_lost(None)` follows.
-    fn abort(slf: &Bound<'_, Self>) -> PyResult<()> {
-        DatagramTransport::force_close(slf, None)
-    }
-
-    /// `abort()` with the exception `connection_lost` gets.
-    #[pyo3(signature = (exc=None))]
-    fn _force_close(slf: &Bound<'_, Self>, exc: Option<Bound<'_, PyAny>>) -> PyResult<()> {
-        DatagramTransport::force_close(slf, exc.filter(|e| !e.is_none()).map(Bound::unbind))
-    }
-
     /// asyncio's `_fatal_error(exc, message)`.
     #[pyo3(signature = (exc, message="Fatal error on transport"))]
     fn _fatal_error(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>, message: &str) -> PyResult<()> {
@@ -728,11 +687,6 @@ impl DatagramTransport {
     #[getter]
     fn _writing(&self, py: Python<'_>) -> bool {
         self.state.borrow(py).writing
-    }
-
-    #[getter]
-    fn _conn_lost(&self, py: Python<'_>) -> u32 {
-        self.state.borrow(py).conn_lost
     }
 
     /// Closes the socket without telling the protocol (the wrapper's `__del__`, after its
@@ -796,3 +750,4 @@ impl DatagramTransport {
 base::common_pymethods!(DatagramTransport);
 base::reading_pymethods!(DatagramTransport);
 base::flow_control_pymethods!(DatagramTransport);
+base::selector_pymethods!(DatagramTransport);

@@ -20,7 +20,8 @@ use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::base::{
-    self, FlowControlled, Lifecycle, LoopFd, NativeTransport, ReadingTransport, MAX_READ,
+    self, FlowControlled, Lifecycle, LoopFd, NativeTransport, ReadingTransport, SelectorTransport,
+    MAX_READ,
 };
 use super::flow_control::FlowControl;
 use super::report::{is_fatal_signal, log_transport};
@@ -142,7 +143,7 @@ impl NativeTransport for StreamTransport {
 
     /// The connection is dropped.
     fn close_after_error(slf: &Bound<'_, Self>, exc: Py<PyAny>) -> PyResult<()> {
-        StreamTransport::force_close(slf, Some(exc))
+        base::force_close(slf, Some(exc))
     }
 }
 
@@ -157,6 +158,22 @@ impl ReadingTransport for StreamTransport {
 impl FlowControlled for StreamTransport {
     fn flow_control(st: &mut State) -> (&mut FlowControl, usize) {
         (&mut st.flow, st.buffer.len())
+    }
+}
+
+impl SelectorTransport for StreamTransport {
+    type Dropped = Vec<Chunk>;
+
+    fn conn_lost(st: &mut State) -> &mut u32 {
+        &mut st.conn_lost
+    }
+
+    fn take_write_buffer(st: &mut State) -> Vec<Chunk> {
+        st.buffer.take_all()
+    }
+
+    fn stop_writing(slf: &Bound<'_, Self>) {
+        slf.get().io.unwatch(slf.py(), Direction::Write);
     }
 }
 
@@ -189,30 +206,6 @@ impl StreamTransport {
             return Err(err);
         }
         base::fatal_error(slf, err, message)
-    }
-
-    fn force_close(slf: &Bound<'_, Self>, exc: Option<Py<PyAny>>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let (dropped, had_buffer, was_closing) = {
-            let mut st = this.state.borrow_mut(py);
-            if st.conn_lost > 0 {
-                return Ok(());
-            }
-            let had_buffer = !st.buffer.is_empty();
-            let dropped = st.buffer.take_all();
-            let was_closing = std::mem::replace(&mut st.lifecycle.closing, true);
-            st.conn_lost += 1;
-            (dropped, had_buffer, was_closing)
-        };
-        drop(dropped);
-        if had_buffer {
-            this.io.unwatch(py, Direction::Write);
-        }
-        if !was_closing {
-            base::stop_reading(slf);
-        }
-        base::schedule_connection_lost(slf, exc)
     }
 
     fn read_once(&self, py: Python<'_>) -> ReadOutcome {
@@ -341,7 +334,7 @@ impl StreamTransport {
                     base::stop_reading(slf);
                     Ok(())
                 } else {
-                    StreamTransport::close_transport(slf)
+                    base::close(slf)
                 }
             }
             Err(err) => StreamTransport::protocol_failed(
@@ -350,29 +343,6 @@ impl StreamTransport {
                 "Fatal error: protocol.eof_received() call failed.",
             ),
         }
-    }
-
-    fn close_transport(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let lose_now = {
-            let mut st = this.state.borrow_mut(py);
-            if st.lifecycle.closing {
-                return Ok(());
-            }
-            st.lifecycle.closing = true;
-            let lose_now = st.buffer.is_empty();
-            if lose_now {
-                st.conn_lost += 1;
-            }
-            lose_now
-        };
-        base::stop_reading(slf);
-        if lose_now {
-            this.io.unwatch(py, Direction::Write);
-            base::schedule_connection_lost(slf, None)?;
-        }
-        Ok(())
     }
 
     /// The fd is writable: flush as much of the buffer as the kernel takes.
@@ -397,7 +367,7 @@ impl StreamTransport {
             }
             Err(e) if sys::would_block(&e) => return Ok(()),
             Err(e) => {
-                this.io.unwatch(py, Direction::Write);
+                StreamTransport::stop_writing(slf);
                 let dropped = this.state.borrow_mut(py).buffer.take_all();
                 drop(dropped);
                 let err = os_error(e);
@@ -436,7 +406,7 @@ impl StreamTransport {
         if !empty {
             return Ok(());
         }
-        this.io.unwatch(py, Direction::Write);
+        StreamTransport::stop_writing(slf);
         if let Some(waiter) = waiter {
             waiter.bind(py).call_method1("set_result", (py.None(),))?;
         }
@@ -643,22 +613,6 @@ impl StreamTransport {
         true
     }
 
-    /// Closes after the buffered data is flushed; `connection_lost(None)` follows.
-    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
-        StreamTransport::close_transport(slf)
-    }
-
-    /// Closes at once, dropping buffered data; `connection_lost(None)` follows.
-    fn abort(slf: &Bound<'_, Self>) -> PyResult<()> {
-        StreamTransport::force_close(slf, None)
-    }
-
-    /// `abort()` with the exception `connection_lost` gets (asyncio's TLS layer uses it).
-    #[pyo3(signature = (exc=None))]
-    fn _force_close(slf: &Bound<'_, Self>, exc: Option<Bound<'_, PyAny>>) -> PyResult<()> {
-        StreamTransport::force_close(slf, exc.filter(|e| !e.is_none()).map(Bound::unbind))
-    }
-
     fn set_protocol(&self, py: Python<'_>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         self.set_protocol_inner(py, protocol)
     }
@@ -686,11 +640,6 @@ impl StreamTransport {
     #[getter]
     fn _open(&self, py: Python<'_>) -> bool {
         self.state.borrow(py).sock.is_some()
-    }
-
-    #[getter]
-    fn _conn_lost(&self, py: Python<'_>) -> u32 {
-        self.state.borrow(py).conn_lost
     }
 
     #[getter]
@@ -751,6 +700,7 @@ impl StreamTransport {
 base::common_pymethods!(StreamTransport);
 base::reading_pymethods!(StreamTransport);
 base::flow_control_pymethods!(StreamTransport);
+base::selector_pymethods!(StreamTransport);
 
 fn set_exception_unless_done(future: &Bound<'_, PyAny>, exc: &Bound<'_, PyAny>) -> PyResult<()> {
     if !future.call_method0("done")?.is_truthy()? {
