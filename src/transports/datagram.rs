@@ -691,7 +691,7 @@ impl DatagramTransport {
 
     /// Closes the socket without telling the protocol (the wrapper's `__del__`, after its
     /// ResourceWarning, for a transport nobody closed).
-    fn _close_socket(slf: &Bound<'_, Self>) -> PyResult<()> {
+    fn _release(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let (sock, methods) = {

@@ -269,10 +269,16 @@ impl ReadPipeTransport {
         self.state.borrow(py).pipe.as_ref().map(|p| p.clone_ref(py))
     }
 
+    /// Whether the pipe is still open (connection_lost has not run yet).
+    #[getter]
+    fn _open(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).pipe.is_some()
+    }
+
     /// Forgets the pipe without closing it or telling the protocol: `close` (the wrapper's
     /// `__del__`, for a transport nobody closed) also closes it.
     #[pyo3(signature = (close=true))]
-    fn _release_pipe(slf: &Bound<'_, Self>, close: bool) -> PyResult<()> {
+    fn _release(slf: &Bound<'_, Self>, close: bool) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         base::stop_reading(slf);
@@ -705,6 +711,12 @@ impl WritePipeTransport {
         self.state.borrow(py).pipe.as_ref().map(|p| p.clone_ref(py))
     }
 
+    /// Whether the pipe is still open (connection_lost has not run yet).
+    #[getter]
+    fn _open(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).pipe.is_some()
+    }
+
     #[getter]
     fn _writing(&self, py: Python<'_>) -> bool {
         self.state.borrow(py).writing
@@ -718,7 +730,7 @@ impl WritePipeTransport {
     /// Forgets the pipe without telling the protocol, closing it if `close` (the wrapper's
     /// `__del__`, for a transport nobody closed).
     #[pyo3(signature = (close=true))]
-    fn _release_pipe(slf: &Bound<'_, Self>, close: bool) -> PyResult<()> {
+    fn _release(slf: &Bound<'_, Self>, close: bool) -> PyResult<()> {
         let py = slf.py();
         WritePipeTransport::stop_writing(slf);
         WritePipeTransport::stop_watching_peer(slf);

@@ -649,7 +649,7 @@ impl StreamTransport {
 
     /// Closes the socket without telling the protocol (the wrapper's `__del__`, after its
     /// ResourceWarning, for a transport nobody closed).
-    fn _close_socket(&self, py: Python<'_>) -> PyResult<()> {
+    fn _release(&self, py: Python<'_>) -> PyResult<()> {
         let sock = self.state.borrow_mut(py).sock.take();
         if let Some(sock) = sock {
             self.io.unwatch(py, Direction::Read);
