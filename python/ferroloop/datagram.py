@@ -8,73 +8,41 @@ asyncio 3.11's rules and messages; sending and receiving are done by the native 
 import os
 import socket
 import stat
-import warnings
-from asyncio import transports, trsock
+from asyncio import transports
 from asyncio.log import logger
-from asyncio.transports import _FlowControlMixin
 
 from . import _ferroloop
 from .servers import _set_reuseport
+from .transports import CoreFlowControl, CoreReading, CoreTransport, socket_extra_info
 
 
-class DatagramTransport(_FlowControlMixin, transports.Transport, transports.DatagramTransport):
+class DatagramTransport(CoreTransport, CoreReading, CoreFlowControl, transports.Transport,
+                        transports.DatagramTransport):
     """A UDP or Unix datagram endpoint (``asyncio.DatagramTransport``).
 
     It is also an ``asyncio.Transport``, as asyncio's own datagram transport is (3.11 checks
     ``isinstance(t, asyncio.Transport)``; 3.12 made it a ``DatagramTransport`` too).
     """
 
+    _hot_methods = ('sendto', 'is_closing', 'get_write_buffer_size')
+
     def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
-        # _FlowControlMixin's own state (water marks, paused flag) lives in the core.
-        super(_FlowControlMixin, self).__init__(extra)
+        super().__init__(extra)
         self._loop = loop
-        info = self._extra
-        info['socket'] = trsock.TransportSocket(sock)
-        try:
-            info['sockname'] = sock.getsockname()
-        except OSError:
-            info['sockname'] = None
-        if 'peername' not in info:
-            try:
-                info['peername'] = sock.getpeername()
-            except OSError:
-                info['peername'] = None
+        socket_extra_info(self._extra, sock)
         core = _ferroloop.DatagramTransport(loop, self, sock, protocol, address,
-                                            bool(info['peername']))
-        self._core = core
-        self.sendto = core.sendto
-        self.is_closing = core.is_closing
-        self.get_write_buffer_size = core.get_write_buffer_size
-        core._begin(waiter)
+                                            bool(self._extra['peername']))
+        self._attach(core, waiter)
 
-    def __repr__(self):
-        core = self._core
-        info = [self.__class__.__name__]
-        if not core._open:
-            info.append('closed')
-        elif core.is_closing():
-            info.append('closing')
-        info.append(f'fd={core._fd}')
-        if core._open and not self._loop.is_closed():
-            info.append('read=polling' if core._reading else 'read=idle')
-            state = 'polling' if core._writing else 'idle'
-            info.append(f'write=<{state}, bufsize={core.get_write_buffer_size()}>')
-        return '<{}>'.format(' '.join(info))
-
-    def __del__(self, _warn=warnings.warn):
-        core = self.__dict__.get('_core')
-        if core is not None and core._open:
-            _warn(f'unclosed transport {self!r}', ResourceWarning, source=self)
-            core._close_socket()
+    def _repr_io(self, core):
+        if not core._open or self._loop.is_closed():
+            return ()
+        state = 'polling' if core._writing else 'idle'
+        return ('read=polling' if core._reading else 'read=idle',
+                f'write=<{state}, bufsize={core.get_write_buffer_size()}>')
 
     def sendto(self, data, addr=None):
         self._core.sendto(data, addr)
-
-    def is_closing(self):
-        return self._core.is_closing()
-
-    def close(self):
-        self._core.close()
 
     def abort(self):
         self._core.abort()
@@ -84,42 +52,6 @@ class DatagramTransport(_FlowControlMixin, transports.Transport, transports.Data
 
     def _fatal_error(self, exc, message='Fatal error on transport'):
         self._core._fatal_error(exc, message)
-
-    def is_reading(self):
-        return self._core.is_reading()
-
-    def pause_reading(self):
-        self._core.pause_reading()
-
-    def resume_reading(self):
-        self._core.resume_reading()
-
-    def get_write_buffer_size(self):
-        return self._core.get_write_buffer_size()
-
-    def get_write_buffer_limits(self):
-        return self._core.get_write_buffer_limits()
-
-    def set_write_buffer_limits(self, high=None, low=None):
-        self._core.set_write_buffer_limits(high, low)
-
-    def get_protocol(self):
-        return self._core.get_protocol()
-
-    def set_protocol(self, protocol):
-        self._core.set_protocol(protocol)
-
-    @property
-    def _protocol_paused(self):
-        return self._core._protocol_paused
-
-    @property
-    def _low_water(self):
-        return self._core.get_write_buffer_limits()[0]
-
-    @property
-    def _high_water(self):
-        return self._core.get_write_buffer_limits()[1]
 
     @property
     def _address(self):
@@ -132,10 +64,6 @@ class DatagramTransport(_FlowControlMixin, transports.Transport, transports.Data
     @property
     def _sock_fd(self):
         return self._core._fd
-
-    @property
-    def _protocol(self):
-        return self._core.get_protocol()
 
 
 def _remove_stale_unix_socket(path):

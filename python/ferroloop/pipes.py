@@ -9,12 +9,11 @@ class cannot be one), with the hot methods bound straight to the core.
 
 import os
 import stat
-import warnings
 from asyncio import transports
 from asyncio.log import logger
-from asyncio.transports import _FlowControlMixin
 
 from . import _ferroloop
+from .transports import CoreFlowControl, CoreReading, CoreTransport, CoreWriting
 
 
 def _check_pipe(pipe, message, allowed):
@@ -25,72 +24,17 @@ def _check_pipe(pipe, message, allowed):
     return fileno, mode
 
 
-class ReadPipeTransport(transports.ReadTransport):
-    """The read end of a pipe, socket or character device (``asyncio.ReadTransport``).
+class _PipeTransport(CoreTransport):
+    """What the two pipe transports share: asyncio's private attributes of a pipe transport."""
 
-    Data arrives through ``protocol.data_received``; the end of the stream calls
-    ``eof_received`` then ``connection_lost(None)``. On a pty whose other side was closed the
-    read fails with EIO: ``connection_lost`` gets that error, which is not reported otherwise.
-    """
+    __slots__ = ()
 
-    def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
-        super().__init__(extra)
-        self._extra['pipe'] = pipe
-        self._loop = loop
-        fileno, _ = _check_pipe(pipe, 'Pipe transport is for pipes/sockets only.',
-                                (stat.S_ISFIFO, stat.S_ISSOCK, stat.S_ISCHR))
-        os.set_blocking(fileno, False)
-        core = _ferroloop.ReadPipeTransport(loop, self, pipe, protocol, fileno)
-        self._core = core
-        self.is_reading = core.is_reading
-        self.pause_reading = core.pause_reading
-        self.resume_reading = core.resume_reading
-        self.is_closing = core.is_closing
-        core._begin(waiter)
-
-    def __repr__(self):
-        core = self._core
-        info = [self.__class__.__name__]
-        open_ = core._pipe is not None
-        if not open_:
-            info.append('closed')
-        elif core.is_closing():
-            info.append('closing')
-        info.append(f'fd={core._fd}')
-        if open_ and not self._loop.is_closed():
-            info.append('polling' if core._reading else 'idle')
-        elif open_:
-            info.append('open')
-        else:
-            info.append('closed')
-        return '<{}>'.format(' '.join(info))
-
-    def __del__(self, _warn=warnings.warn):
-        core = self.__dict__.get('_core')
-        if core is not None and core._pipe is not None:
-            _warn(f'unclosed transport {self!r}', ResourceWarning, source=self)
-            core._release_pipe()
-
-    def is_reading(self):
-        return self._core.is_reading()
-
-    def pause_reading(self):
-        self._core.pause_reading()
-
-    def resume_reading(self):
-        self._core.resume_reading()
-
-    def is_closing(self):
-        return self._core.is_closing()
-
-    def close(self):
-        self._core.close()
-
-    def get_protocol(self):
-        return self._core.get_protocol()
-
-    def set_protocol(self, protocol):
-        self._core.set_protocol(protocol)
+    def _repr_io(self, core):
+        if not core._open:
+            return ('closed',)
+        if self._loop.is_closed():
+            return ('open',)
+        return self._repr_polling(core)
 
     def _fatal_error(self, exc, message='Fatal error on pipe transport'):
         self._core._fatal_error(exc, message)
@@ -98,10 +42,6 @@ class ReadPipeTransport(transports.ReadTransport):
     @property
     def _fileno(self):
         return self._core._fd
-
-    @property
-    def _protocol(self):
-        return self._core.get_protocol()
 
     @property
     def _pipe(self):
@@ -113,10 +53,33 @@ class ReadPipeTransport(transports.ReadTransport):
         # so that the transport's finaliser leaves it alone.
         if value is not None:
             raise ValueError('_pipe can only be cleared')
-        self._core._release_pipe(False)
+        self._core._release(False)
 
 
-class WritePipeTransport(_FlowControlMixin, transports.WriteTransport):
+class ReadPipeTransport(_PipeTransport, CoreReading, transports.ReadTransport):
+    """The read end of a pipe, socket or character device (``asyncio.ReadTransport``).
+
+    Data arrives through ``protocol.data_received``; the end of the stream calls
+    ``eof_received`` then ``connection_lost(None)``. On a pty whose other side was closed the
+    read fails with EIO: ``connection_lost`` gets that error, which is not reported otherwise.
+    """
+
+    _hot_methods = ('is_reading', 'pause_reading', 'resume_reading', 'is_closing')
+
+    def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
+        super().__init__(extra)
+        self._extra['pipe'] = pipe
+        self._loop = loop
+        fileno, _ = _check_pipe(pipe, 'Pipe transport is for pipes/sockets only.',
+                                (stat.S_ISFIFO, stat.S_ISSOCK, stat.S_ISCHR))
+        os.set_blocking(fileno, False)
+        self._attach(_ferroloop.ReadPipeTransport(loop, self, pipe, protocol, fileno), waiter)
+
+    def _repr_polling(self, core):
+        return ('polling' if core._reading else 'idle',)
+
+
+class WritePipeTransport(_PipeTransport, CoreWriting, CoreFlowControl, transports.WriteTransport):
     """The write end of a pipe, socket or character device (``asyncio.WriteTransport``).
 
     Writes go out at once when the pipe takes them, the rest is buffered with asyncio's flow
@@ -124,9 +87,10 @@ class WritePipeTransport(_FlowControlMixin, transports.WriteTransport):
     ``connection_lost`` gets ``BrokenPipeError`` if data was still waiting, else None.
     """
 
+    _hot_methods = ('write', 'writelines', 'is_closing', 'get_write_buffer_size')
+
     def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
-        # _FlowControlMixin's own state (water marks, paused flag) lives in the core.
-        super(_FlowControlMixin, self).__init__(extra)
+        super().__init__(extra)
         self._extra['pipe'] = pipe
         self._loop = loop
         fileno, mode = _check_pipe(pipe, 'Pipe transport is only for pipes, sockets and '
@@ -139,105 +103,10 @@ class WritePipeTransport(_FlowControlMixin, transports.WriteTransport):
         watch_peer = is_socket or stat.S_ISFIFO(mode)
         core = _ferroloop.WritePipeTransport(loop, self, pipe, protocol, fileno, is_socket,
                                              watch_peer)
-        self._core = core
-        self.write = core.write
-        self.writelines = core.writelines
-        self.is_closing = core.is_closing
-        self.get_write_buffer_size = core.get_write_buffer_size
-        core._begin(waiter)
+        self._attach(core, waiter)
 
-    def __repr__(self):
-        core = self._core
-        info = [self.__class__.__name__]
-        open_ = core._pipe is not None
-        if not open_:
-            info.append('closed')
-        elif core.is_closing():
-            info.append('closing')
-        info.append(f'fd={core._fd}')
-        if open_ and not self._loop.is_closed():
-            info.append('polling' if core._writing else 'idle')
-            info.append(f'bufsize={core.get_write_buffer_size()}')
-        elif open_:
-            info.append('open')
-        else:
-            info.append('closed')
-        return '<{}>'.format(' '.join(info))
-
-    def __del__(self, _warn=warnings.warn):
-        core = self.__dict__.get('_core')
-        if core is not None and core._pipe is not None:
-            _warn(f'unclosed transport {self!r}', ResourceWarning, source=self)
-            core._release_pipe()
-
-    def write(self, data):
-        self._core.write(data)
-
-    def writelines(self, list_of_data):
-        self._core.writelines(list_of_data)
-
-    def write_eof(self):
-        self._core.write_eof()
-
-    def can_write_eof(self):
-        return True
-
-    def is_closing(self):
-        return self._core.is_closing()
-
-    def close(self):
-        self._core.close()
-
-    def abort(self):
-        self._core.abort()
-
-    def get_write_buffer_size(self):
-        return self._core.get_write_buffer_size()
-
-    def get_write_buffer_limits(self):
-        return self._core.get_write_buffer_limits()
-
-    def set_write_buffer_limits(self, high=None, low=None):
-        self._core.set_write_buffer_limits(high, low)
-
-    def get_protocol(self):
-        return self._core.get_protocol()
-
-    def set_protocol(self, protocol):
-        self._core.set_protocol(protocol)
-
-    def _fatal_error(self, exc, message='Fatal error on pipe transport'):
-        self._core._fatal_error(exc, message)
-
-    @property
-    def _protocol_paused(self):
-        return self._core._protocol_paused
-
-    @property
-    def _low_water(self):
-        return self._core.get_write_buffer_limits()[0]
-
-    @property
-    def _high_water(self):
-        return self._core.get_write_buffer_limits()[1]
-
-    @property
-    def _fileno(self):
-        return self._core._fd
-
-    @property
-    def _protocol(self):
-        return self._core.get_protocol()
-
-    @property
-    def _pipe(self):
-        return self._core._pipe
-
-    @_pipe.setter
-    def _pipe(self, value):
-        if value is not None:
-            raise ValueError('_pipe can only be cleared')
-        self._core._release_pipe(False)
+    def _repr_polling(self, core):
+        return ('polling' if core._writing else 'idle', f'bufsize={core.get_write_buffer_size()}')
 
 
 class PipesMixin:
@@ -252,30 +121,26 @@ class PipesMixin:
         """Wrap the read end of ``pipe`` (a pipe, socket or character device file object) in a
         transport; return ``(transport, protocol)``. The pipe is made non-blocking and is
         closed by the transport."""
-        protocol = protocol_factory()
-        waiter = self.create_future()
-        transport = self._make_read_pipe_transport(pipe, protocol, waiter)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
-        if self.get_debug():
-            logger.debug('Read pipe %r connected: (%r, %r)', pipe.fileno(), transport, protocol)
-        return transport, protocol
+        return await self._connect_pipe('Read', self._make_read_pipe_transport,
+                                        protocol_factory, pipe)
 
     async def connect_write_pipe(self, protocol_factory, pipe):
         """Wrap the write end of ``pipe`` (a pipe, socket or character device file object) in a
         transport; return ``(transport, protocol)``. The pipe is made non-blocking and is
         closed by the transport."""
+        return await self._connect_pipe('Write', self._make_write_pipe_transport,
+                                        protocol_factory, pipe)
+
+    async def _connect_pipe(self, kind, make_transport, protocol_factory, pipe):
         protocol = protocol_factory()
         waiter = self.create_future()
-        transport = self._make_write_pipe_transport(pipe, protocol, waiter)
+        transport = make_transport(pipe, protocol, waiter)
         try:
             await waiter
         except BaseException:
             transport.close()
             raise
         if self.get_debug():
-            logger.debug('Write pipe %r connected: (%r, %r)', pipe.fileno(), transport, protocol)
+            logger.debug('%s pipe %r connected: (%r, %r)', kind, pipe.fileno(), transport,
+                         protocol)
         return transport, protocol

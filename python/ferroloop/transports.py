@@ -2,9 +2,12 @@
 
 A native class cannot be an ``asyncio.Transport`` (``BaseTransport`` has ``__slots__``, which
 conflicts with any native instance layout), and libraries check
-``isinstance(t, asyncio.Transport)``. So each transport is this thin Python object, owning the
+``isinstance(t, asyncio.Transport)``. So each transport is a thin Python object, owning the
 native core that does the work; the hot methods are the core's own, bound in the instance
 dict, so calling them costs no Python frame. Monkeypatching ``transport.write`` still works.
+
+The stream transport is here, with what every transport's Python face shares (``CoreTransport``
+and its mixins); the pipe and datagram transports are in ``pipes.py`` and ``datagram.py``.
 """
 
 import socket
@@ -27,39 +30,35 @@ def set_nodelay(sock):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-class SocketTransport(_FlowControlMixin):
-    """A TCP or Unix stream connection (``asyncio.Transport``)."""
-
-    # _FlowControlMixin is what asyncio's sendfile fallback requires of a transport; the
-    # flow-control state itself lives in the core (see the properties below).
-    _start_tls_compatible = True
-    # loop.sendfile() may use os.sendfile on it (see sendfile.py).
-    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
-
-    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
-        super(_FlowControlMixin, self).__init__(extra)
-        self._loop = loop
-        info = self._extra
-        info['socket'] = trsock.TransportSocket(sock)
+def socket_extra_info(info, sock):
+    """Fills asyncio's extra info of a socket transport: socket, sockname, peername."""
+    info['socket'] = trsock.TransportSocket(sock)
+    try:
+        info['sockname'] = sock.getsockname()
+    except OSError:
+        info['sockname'] = None
+    if 'peername' not in info:
         try:
-            info['sockname'] = sock.getsockname()
+            info['peername'] = sock.getpeername()
         except OSError:
-            info['sockname'] = None
-        if 'peername' not in info:
-            try:
-                info['peername'] = sock.getpeername()
-            except OSError:
-                info['peername'] = None
-        set_nodelay(sock)
-        core = _ferroloop.StreamTransport(loop, self, sock, protocol, server)
+            info['peername'] = None
+
+
+class CoreTransport:
+    """What every transport's Python face does the same way, around its native core.
+
+    The methods defined here are for callers that go through the class (and for help()):
+    ``_attach`` binds the core's own methods named in ``_hot_methods`` in the instance dict.
+    """
+
+    __slots__ = ()
+    _hot_methods = ()
+
+    def _attach(self, core, waiter):
+        """Owns ``core``, binds its hot methods, and starts it (``connection_made`` next)."""
         self._core = core
-        self.write = core.write
-        self.writelines = core.writelines
-        self.is_closing = core.is_closing
-        self.is_reading = core.is_reading
-        self.pause_reading = core.pause_reading
-        self.resume_reading = core.resume_reading
-        self.get_write_buffer_size = core.get_write_buffer_size
+        for name in self._hot_methods:
+            setattr(self, name, getattr(core, name))
         core._begin(waiter)
 
     def __repr__(self):
@@ -70,28 +69,40 @@ class SocketTransport(_FlowControlMixin):
         elif core.is_closing():
             info.append('closing')
         info.append(f'fd={core._fd}')
-        if core._open and not self._loop.is_closed():
-            info.append('read=polling' if core._reading else 'read=idle')
-            size = core.get_write_buffer_size()
-            info.append(f"write=<{'polling' if size else 'idle'}, bufsize={size}>")
+        info.extend(self._repr_io(core))
         return '<{}>'.format(' '.join(info))
+
+    def _repr_io(self, core):
+        """The repr's words on reading and writing, after ``fd=``."""
+        return ()
 
     def __del__(self, _warn=warnings.warn):
         core = self.__dict__.get('_core')
         if core is not None and core._open:
             _warn(f'unclosed transport {self!r}', ResourceWarning, source=self)
-            core._close_socket()
-
-    # The class-level methods, for callers that go through the class (and for help()); the
-    # instance binds the same core methods directly.
-    def write(self, data):
-        self._core.write(data)
-
-    def writelines(self, list_of_data):
-        self._core.writelines(list_of_data)
+            core._release()
 
     def is_closing(self):
         return self._core.is_closing()
+
+    def close(self):
+        self._core.close()
+
+    def get_protocol(self):
+        return self._core.get_protocol()
+
+    def set_protocol(self, protocol):
+        self._core.set_protocol(protocol)
+
+    @property
+    def _protocol(self):
+        return self._core.get_protocol()
+
+
+class CoreReading:
+    """``is_reading``/``pause_reading``/``resume_reading`` of a transport that reads."""
+
+    __slots__ = ()
 
     def is_reading(self):
         return self._core.is_reading()
@@ -102,8 +113,17 @@ class SocketTransport(_FlowControlMixin):
     def resume_reading(self):
         self._core.resume_reading()
 
-    def get_write_buffer_size(self):
-        return self._core.get_write_buffer_size()
+
+class CoreWriting:
+    """The byte-stream writing of a stream or write-pipe transport."""
+
+    __slots__ = ()
+
+    def write(self, data):
+        self._core.write(data)
+
+    def writelines(self, list_of_data):
+        self._core.writelines(list_of_data)
 
     def write_eof(self):
         self._core.write_eof()
@@ -111,26 +131,70 @@ class SocketTransport(_FlowControlMixin):
     def can_write_eof(self):
         return True
 
-    def close(self):
-        self._core.close()
-
     def abort(self):
         self._core.abort()
 
-    def _force_close(self, exc):
-        self._core._force_close(exc)
 
-    def get_protocol(self):
-        return self._core.get_protocol()
+class CoreFlowControl(_FlowControlMixin):
+    """Write flow control, kept by the core.
 
-    def set_protocol(self, protocol):
-        self._core.set_protocol(protocol)
+    ``_FlowControlMixin`` is what asyncio's sendfile fallback requires of a transport; its own
+    state (water marks, paused flag) lives in the core, hence the properties below and an
+    ``__init__`` that skips the mixin's.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, extra=None):
+        super(_FlowControlMixin, self).__init__(extra)
+
+    def get_write_buffer_size(self):
+        return self._core.get_write_buffer_size()
+
+    def get_write_buffer_limits(self):
+        return self._core.get_write_buffer_limits()
 
     def set_write_buffer_limits(self, high=None, low=None):
         self._core.set_write_buffer_limits(high, low)
 
-    def get_write_buffer_limits(self):
-        return self._core.get_write_buffer_limits()
+    @property
+    def _protocol_paused(self):
+        return self._core._protocol_paused
+
+    @property
+    def _low_water(self):
+        return self._core.get_write_buffer_limits()[0]
+
+    @property
+    def _high_water(self):
+        return self._core.get_write_buffer_limits()[1]
+
+
+class SocketTransport(CoreTransport, CoreReading, CoreWriting, CoreFlowControl):
+    """A TCP or Unix stream connection (``asyncio.Transport``)."""
+
+    _start_tls_compatible = True
+    # loop.sendfile() may use os.sendfile on it (see sendfile.py).
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+    _hot_methods = ('write', 'writelines', 'is_closing', 'is_reading', 'pause_reading',
+                    'resume_reading', 'get_write_buffer_size')
+
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+        super().__init__(extra)
+        self._loop = loop
+        socket_extra_info(self._extra, sock)
+        set_nodelay(sock)
+        self._attach(_ferroloop.StreamTransport(loop, self, sock, protocol, server), waiter)
+
+    def _repr_io(self, core):
+        if not core._open or self._loop.is_closed():
+            return ()
+        size = core.get_write_buffer_size()
+        return ('read=polling' if core._reading else 'read=idle',
+                f"write=<{'polling' if size else 'idle'}, bufsize={size}>")
+
+    def _force_close(self, exc):
+        self._core._force_close(exc)
 
     def _make_empty_waiter(self):
         return self._core._make_empty_waiter()
@@ -139,21 +203,5 @@ class SocketTransport(_FlowControlMixin):
         self._core._reset_empty_waiter()
 
     @property
-    def _protocol_paused(self):
-        return self._core._protocol_paused
-
-    @property
-    def _high_water(self):
-        return self._core.get_write_buffer_limits()[1]
-
-    @property
-    def _low_water(self):
-        return self._core.get_write_buffer_limits()[0]
-
-    @property
     def _sock(self):
         return self._extra['socket']._sock if self._core._open else None
-
-    @property
-    def _protocol(self):
-        return self._core.get_protocol()

@@ -18,22 +18,22 @@ use pyo3::exceptions::{
     PyBlockingIOError, PyBufferError, PyInterruptedError, PyOSError, PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyMemoryView, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
 
-use super::flow_control::{water_marks, DEFAULT_HIGH_WATER};
-use super::report::{call_flow_control, is_fatal_signal, log_transport, report_fatal_error};
+use super::base::{
+    self, FlowControlled, Lifecycle, LoopFd, NativeTransport, ReadingTransport, SelectorTransport,
+};
+use super::flow_control::FlowControl;
+use super::report::is_fatal_signal;
 use crate::core::event_loop::LoopCore;
 use crate::core::gil_cell::GilCell;
-use crate::core::io_table::{Direction, NativeFn, NativeWatcher};
-use crate::core::stdlib;
+use crate::core::io_table::{Direction, NativeFn};
 use crate::errors::os_error;
 use crate::sys;
 
 /// asyncio's `max_size`: the largest datagram received whole.
-const MAX_DATAGRAM: usize = 256 * 1024;
-/// asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES.
-const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
+const MAX_DATAGRAM: usize = base::MAX_READ;
 
 /// The protocol and the bound methods the hot paths call, looked up once. A protocol
 /// without one of them gets asyncio's AttributeError when it would be called.
@@ -54,13 +54,13 @@ impl Protocol {
 }
 
 /// A datagram waiting for the socket to drain: immutable bytes and where they go.
-struct Queued {
+pub struct Queued {
     data: Py<PyBytes>,
     len: usize,
     addr: Py<PyAny>,
 }
 
-struct State {
+pub struct State {
     /// The `asyncio.DatagramTransport` the protocol sees; dropped once the connection is lost.
     wrapper: Option<Py<PyAny>>,
     sock: Option<Py<PyAny>>,
@@ -72,15 +72,9 @@ struct State {
     address: Option<Py<PyAny>>,
     buffer: VecDeque<Queued>,
     buffer_size: usize,
-    high_water: usize,
-    low_water: usize,
-    protocol_paused: bool,
-    /// close() was called (or the transport failed): no more reading.
-    closing: bool,
-    /// pause_reading() is in force.
-    paused: bool,
-    /// The reader is installed.
-    reading: bool,
+    flow: FlowControl,
+    /// `closing`: close() was called (or the transport failed).
+    lifecycle: Lifecycle,
     /// The writer is installed (datagrams are queued).
     writing: bool,
     /// Set when connection_lost is scheduled; counts sends attempted after that.
@@ -90,8 +84,7 @@ struct State {
 /// The native half of `ferroloop.datagram.DatagramTransport`.
 #[pyclass(frozen, module = "ferroloop._ferroloop", name = "DatagramTransport")]
 pub struct DatagramTransport {
-    loop_: Py<LoopCore>,
-    fd: RawFd,
+    io: LoopFd,
     family: i32,
     /// The socket has a peer (`get_extra_info('peername')`): datagrams go out with send().
     connected: bool,
@@ -207,139 +200,82 @@ fn sockaddr_to_py(
     }
 }
 
+impl NativeTransport for DatagramTransport {
+    type State = State;
+    const OWNS_FD: bool = true;
+
+    fn io(&self) -> &LoopFd {
+        &self.io
+    }
+
+    fn state(&self) -> &GilCell<State> {
+        &self.state
+    }
+
+    fn wrapper_of(st: &State) -> Option<&Py<PyAny>> {
+        st.wrapper.as_ref()
+    }
+
+    fn protocol_of(st: &State) -> Option<&Py<PyAny>> {
+        st.protocol.as_ref().map(|p| &p.obj)
+    }
+
+    fn is_quiet_error(py: Python<'_>, err: &PyErr) -> bool {
+        err.is_instance_of::<PyOSError>(py)
+    }
+
+    fn close_after_error(slf: &Bound<'_, Self>, exc: Py<PyAny>) -> PyResult<()> {
+        base::force_close(slf, Some(exc))
+    }
+}
+
+impl ReadingTransport for DatagramTransport {
+    const ON_READABLE: NativeFn = DatagramTransport::on_readable;
+
+    fn lifecycle(st: &mut State) -> &mut Lifecycle {
+        &mut st.lifecycle
+    }
+}
+
+impl FlowControlled for DatagramTransport {
+    fn flow_control(st: &mut State) -> (&mut FlowControl, usize) {
+        (&mut st.flow, st.buffer_size)
+    }
+}
+
+impl SelectorTransport for DatagramTransport {
+    type Dropped = VecDeque<Queued>;
+
+    fn conn_lost(st: &mut State) -> &mut u32 {
+        &mut st.conn_lost
+    }
+
+    fn take_write_buffer(st: &mut State) -> VecDeque<Queued> {
+        st.buffer_size = 0;
+        std::mem::take(&mut st.buffer)
+    }
+
+    fn stop_writing(slf: &Bound<'_, Self>) {
+        base::unwatch_with(slf, Direction::Write, |st| &mut st.writing);
+    }
+}
+
 impl DatagramTransport {
-    fn loop_ref<'py>(&self, py: Python<'py>) -> &Bound<'py, LoopCore> {
-        self.loop_.bind(py)
-    }
-
-    fn wrapper(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.state
-            .borrow(py)
-            .wrapper
-            .as_ref()
-            .map(|w| w.clone_ref(py))
-    }
-
-    fn protocol_obj(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.state
-            .borrow(py)
-            .protocol
-            .as_ref()
-            .map(|p| p.obj.clone_ref(py))
-    }
-
-    fn watch(slf: &Bound<'_, Self>, direction: Direction) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let on_ready: NativeFn = match direction {
-            Direction::Read => DatagramTransport::on_readable as NativeFn,
-            Direction::Write => DatagramTransport::on_writable as NativeFn,
-        };
-        let watcher = NativeWatcher {
-            target: slf.clone().into_any().unbind(),
-            on_ready,
-        };
-        this.loop_ref(py)
-            .get()
-            .set_native_watcher(py, this.fd, direction, watcher)
-    }
-
-    fn unwatch(&self, py: Python<'_>, direction: Direction) {
-        let lp = self.loop_ref(py).get();
-        if !lp.is_closed_flag(py) {
-            // Cannot fail in a way the transport could act on (see IoTable::remove_watcher).
-            let _ = lp.clear_watcher(py, self.fd, direction);
-        }
-    }
-
-    fn start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        {
-            let mut st = slf.get().state.borrow_mut(py);
-            if st.closing || st.paused || st.reading {
-                return Ok(());
-            }
-            st.reading = true;
-        }
-        let result = DatagramTransport::watch(slf, Direction::Read);
-        if result.is_err() {
-            slf.get().state.borrow_mut(py).reading = false;
-        }
-        result
-    }
-
-    fn stop_reading(&self, py: Python<'_>) {
-        if std::mem::replace(&mut self.state.borrow_mut(py).reading, false) {
-            self.unwatch(py, Direction::Read);
-        }
-    }
-
     fn start_writing(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        if std::mem::replace(&mut slf.get().state.borrow_mut(py).writing, true) {
-            return Ok(());
-        }
-        let result = DatagramTransport::watch(slf, Direction::Write);
-        if result.is_err() {
-            slf.get().state.borrow_mut(py).writing = false;
-        }
-        result
+        base::watch_with(
+            slf,
+            Direction::Write,
+            DatagramTransport::on_writable,
+            |st| &mut st.writing,
+        )
     }
 
-    fn stop_writing(&self, py: Python<'_>) {
-        if std::mem::replace(&mut self.state.borrow_mut(py).writing, false) {
-            self.unwatch(py, Direction::Write);
-        }
-    }
-
-    fn schedule(slf: &Bound<'_, Self>, method: &str, args: Bound<'_, PyTuple>) -> PyResult<()> {
-        let callback = slf.getattr(method)?;
-        LoopCore::schedule_callback(slf.get().loop_ref(slf.py()), callback, args)
-    }
-
-    /// asyncio's `_force_close`: drop the queue, stop reading, `connection_lost(exc)` next.
-    fn force_close(slf: &Bound<'_, Self>, exc: Option<Py<PyAny>>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let (dropped, was_closing) = {
-            let mut st = this.state.borrow_mut(py);
-            if st.conn_lost > 0 {
-                return Ok(());
-            }
-            st.conn_lost += 1;
-            st.buffer_size = 0;
-            let dropped = std::mem::take(&mut st.buffer);
-            (dropped, std::mem::replace(&mut st.closing, true))
-        };
-        drop(dropped);
-        this.stop_writing(py);
-        if !was_closing {
-            this.stop_reading(py);
-        }
-        let exc = exc.unwrap_or_else(|| py.None());
-        DatagramTransport::schedule(slf, "_call_connection_lost", PyTuple::new(py, [exc])?)
-    }
-
-    /// asyncio's `_fatal_error`: OSErrors are only logged in debug mode, anything else goes
-    /// to the exception handler; then the transport is closed.
+    /// asyncio's `_fatal_error`; SystemExit and KeyboardInterrupt leave the loop.
     fn fatal_error(slf: &Bound<'_, Self>, err: PyErr, message: &str) -> PyResult<()> {
-        let py = slf.py();
-        if is_fatal_signal(py, &err) {
+        if is_fatal_signal(slf.py(), &err) {
             return Err(err);
         }
-        let this = slf.get();
-        let quiet = err.is_instance_of::<PyOSError>(py);
-        // into_value: the exception with its traceback attached (value() leaves it off).
-        let exc = err.into_value(py).into_bound(py).into_any();
-        report_fatal_error(
-            this.loop_ref(py),
-            &exc,
-            message,
-            quiet,
-            this.wrapper(py),
-            this.protocol_obj(py),
-        )?;
-        DatagramTransport::force_close(slf, Some(exc.unbind()))
+        base::fatal_error(slf, err, message)
     }
 
     /// `protocol.error_received(exc)` for an OSError of a send or receive; anything else is
@@ -392,10 +328,10 @@ impl DatagramTransport {
         // SAFETY: plain old data; recvfrom zeroes it again before use.
         let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let received = {
-            let mut buffer = self.loop_ref(py).get().read_buffer(py);
+            let mut buffer = self.io.loop_ref(py).get().read_buffer(py);
             let len = buffer.len().min(MAX_DATAGRAM);
             // Bytes objects are not GC-tracked: making one runs no Python code.
-            sys::recvfrom(self.fd, &mut buffer[..len], &mut from)
+            sys::recvfrom(self.io.fd(), &mut buffer[..len], &mut from)
                 .map(|(n, addr_len)| (PyBytes::new(py, &buffer[..n]).into_any().unbind(), addr_len))
         };
         match received {
@@ -429,7 +365,7 @@ impl DatagramTransport {
             let bytes = unsafe {
                 std::slice::from_raw_parts(view.buf_ptr() as *const u8, view.len_bytes())
             };
-            return match sys::send(self.fd, bytes) {
+            return match sys::send(self.io.fd(), bytes) {
                 Ok(_) => Outcome::Done(()),
                 Err(e) if sys::would_block(&e) => Outcome::NotReady,
                 Err(e) => Outcome::Failed(os_error(e)),
@@ -460,7 +396,7 @@ impl DatagramTransport {
         let this = slf.get();
         {
             let st = this.state.borrow(py);
-            if st.conn_lost > 0 || !st.reading {
+            if st.conn_lost > 0 || !st.lifecycle.reading {
                 return Ok(());
             }
         }
@@ -529,13 +465,13 @@ impl DatagramTransport {
                 }
             }
         }
-        DatagramTransport::maybe_resume_protocol(slf)?;
+        base::maybe_resume_protocol(slf)?;
         let (empty, closing) = {
             let st = this.state.borrow(py);
-            (st.buffer.is_empty(), st.closing)
+            (st.buffer.is_empty(), st.lifecycle.closing)
         };
         if empty {
-            this.stop_writing(py);
+            DatagramTransport::stop_writing(slf);
             if closing {
                 let first = {
                     let mut st = this.state.borrow_mut(py);
@@ -550,57 +486,13 @@ impl DatagramTransport {
         Ok(())
     }
 
-    fn maybe_pause_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let protocol = {
-            let mut st = this.state.borrow_mut(py);
-            if st.buffer_size <= st.high_water || st.protocol_paused {
-                return Ok(());
-            }
-            st.protocol_paused = true;
-            st.protocol.as_ref().map(|p| p.obj.clone_ref(py))
-        };
-        match protocol {
-            Some(p) => call_flow_control(
-                this.loop_ref(py),
-                p.bind(py),
-                "pause_writing",
-                this.wrapper(py),
-            ),
-            None => Ok(()),
-        }
-    }
-
-    fn maybe_resume_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let protocol = {
-            let mut st = this.state.borrow_mut(py);
-            if !st.protocol_paused || st.buffer_size > st.low_water {
-                return Ok(());
-            }
-            st.protocol_paused = false;
-            st.protocol.as_ref().map(|p| p.obj.clone_ref(py))
-        };
-        match protocol {
-            Some(p) => call_flow_control(
-                this.loop_ref(py),
-                p.bind(py),
-                "resume_writing",
-                this.wrapper(py),
-            ),
-            None => Ok(()),
-        }
-    }
-
     fn connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         // The fd must leave epoll before the socket closes (and its number can be reused).
-        this.stop_reading(py);
-        this.stop_writing(py);
-        this.loop_ref(py).get().set_fd_owner(py, this.fd, None);
+        base::stop_reading(slf);
+        DatagramTransport::stop_writing(slf);
+        this.io.set_owner(py, None);
         let (protocol, sock, methods, dropped) = {
             let mut st = this.state.borrow_mut(py);
             st.buffer_size = 0;
@@ -612,21 +504,10 @@ impl DatagramTransport {
             )
         };
         drop((methods, dropped));
-        let lost = match &protocol {
-            Some(p) => p
-                .obj
-                .bind(py)
-                .call_method1("connection_lost", (&exc,))
-                .map(drop),
-            None => Ok(()),
-        };
-        let closed = match &sock {
-            Some(sock) => sock.bind(py).call_method0("close").map(drop),
-            None => Ok(()),
-        };
+        let result = base::finish(py, protocol.map(|p| p.obj), sock, &exc);
         let wrapper = this.state.borrow_mut(py).wrapper.take();
-        drop((protocol, sock, wrapper));
-        lost.and(closed)
+        drop(wrapper);
+        result
     }
 }
 
@@ -665,8 +546,7 @@ impl DatagramTransport {
         }
         let family: i32 = sock.getattr("family")?.extract()?;
         Ok(DatagramTransport {
-            loop_: event_loop.clone().unbind(),
-            fd,
+            io: LoopFd::new(event_loop, fd),
             family,
             connected,
             state: GilCell::new(State {
@@ -678,12 +558,8 @@ impl DatagramTransport {
                 address: (!address.is_none()).then(|| address.clone().unbind()),
                 buffer: VecDeque::new(),
                 buffer_size: 0,
-                high_water: DEFAULT_HIGH_WATER as usize,
-                low_water: DEFAULT_HIGH_WATER as usize / 4,
-                protocol_paused: false,
-                closing: false,
-                paused: false,
-                reading: false,
+                flow: FlowControl::default(),
+                lifecycle: Lifecycle::default(),
                 writing: false,
                 conn_lost: 0,
             }),
@@ -694,30 +570,7 @@ impl DatagramTransport {
     /// the waiter's result, in that order.
     #[pyo3(signature = (waiter=None))]
     fn _begin(slf: &Bound<'_, Self>, waiter: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let lp = this.loop_ref(py);
-        let wrapper = this.wrapper(py);
-        lp.get()
-            .set_fd_owner(py, this.fd, wrapper.as_ref().map(|w| w.clone_ref(py)));
-        if let (Some(protocol), Some(wrapper)) = (this.protocol_obj(py), wrapper) {
-            let connection_made = protocol.bind(py).getattr("connection_made")?;
-            LoopCore::schedule_callback(lp, connection_made, PyTuple::new(py, [wrapper])?)?;
-        }
-        DatagramTransport::schedule(slf, "_start_reading", PyTuple::empty(py))?;
-        if let Some(waiter) = waiter.filter(|w| !w.is_none()) {
-            let set = stdlib::set_result_unless_cancelled(py)?.clone();
-            LoopCore::schedule_callback(
-                lp,
-                set,
-                PyTuple::new(py, [waiter.clone(), py.None().into_bound(py)])?,
-            )?;
-        }
-        Ok(())
-    }
-
-    fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        DatagramTransport::start_reading(slf)
+        base::begin(slf, Some("_start_reading"), waiter)
     }
 
     fn _call_connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
@@ -761,12 +614,10 @@ impl DatagramTransport {
             // a warning after a few (asyncio does so for connected endpoints; an unconnected
             // one would fail on the closed socket).
             if st.conn_lost > 0 && (address.is_some() || st.sock.is_none()) {
-                let warn = st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
-                st.conn_lost += 1;
+                let warn = base::count_lost_write(&mut st.conn_lost);
                 drop(st);
                 if warn {
-                    stdlib::asyncio_logger(py)?
-                        .call_method1("warning", ("socket.send() raised exception.",))?;
+                    base::warn_lost_write(py, "socket.send() raised exception.")?;
                 }
                 return Ok(());
             }
@@ -803,50 +654,7 @@ impl DatagramTransport {
                 addr: addr.unbind(),
             });
         }
-        DatagramTransport::maybe_pause_protocol(slf)
-    }
-
-    fn is_closing(&self, py: Python<'_>) -> bool {
-        self.state.borrow(py).closing
-    }
-
-    /// Stops receiving; `connection_lost(None)` follows once the queue is sent.
-    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let lose_now = {
-            let mut st = this.state.borrow_mut(py);
-            if st.closing {
-                return Ok(());
-            }
-            st.closing = true;
-            let lose_now = st.buffer.is_empty();
-            if lose_now {
-                st.conn_lost += 1;
-            }
-            lose_now
-        };
-        this.stop_reading(py);
-        if lose_now {
-            this.stop_writing(py);
-            DatagramTransport::schedule(
-                slf,
-                "_call_connection_lost",
-                PyTuple::new(py, [py.None()])?,
-            )?;
-        }
-        Ok(())
-    }
-
-    /// Closes at once, dropping queued datagrams; `connection_lost(None)` follows.
-    fn abort(slf: &Bound<'_, Self>) -> PyResult<()> {
-        DatagramTransport::force_close(slf, None)
-    }
-
-    /// `abort()` with the exception `connection_lost` gets.
-    #[pyo3(signature = (exc=None))]
-    fn _force_close(slf: &Bound<'_, Self>, exc: Option<Bound<'_, PyAny>>) -> PyResult<()> {
-        DatagramTransport::force_close(slf, exc.filter(|e| !e.is_none()).map(Bound::unbind))
+        base::maybe_pause_protocol(slf)
     }
 
     /// asyncio's `_fatal_error(exc, message)`.
@@ -855,82 +663,10 @@ impl DatagramTransport {
         DatagramTransport::fatal_error(slf, PyErr::from_value(exc), message)
     }
 
-    fn is_reading(&self, py: Python<'_>) -> bool {
-        let st = self.state.borrow(py);
-        !st.closing && !st.paused
-    }
-
-    fn pause_reading(&self, py: Python<'_>) -> PyResult<()> {
-        {
-            let mut st = self.state.borrow_mut(py);
-            if st.closing || st.paused {
-                return Ok(());
-            }
-            st.paused = true;
-        }
-        self.stop_reading(py);
-        if self.loop_ref(py).get().debug_enabled(py) {
-            log_transport(py, "debug", "%r pauses reading", self.wrapper(py))?;
-        }
-        Ok(())
-    }
-
-    fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        {
-            let mut st = this.state.borrow_mut(py);
-            if st.closing || !st.paused {
-                return Ok(());
-            }
-            st.paused = false;
-        }
-        DatagramTransport::start_reading(slf)?;
-        if this.loop_ref(py).get().debug_enabled(py) {
-            log_transport(py, "debug", "%r resumes reading", this.wrapper(py))?;
-        }
-        Ok(())
-    }
-
-    fn get_write_buffer_size(&self, py: Python<'_>) -> usize {
-        self.state.borrow(py).buffer_size
-    }
-
-    fn get_write_buffer_limits(&self, py: Python<'_>) -> (usize, usize) {
-        let st = self.state.borrow(py);
-        (st.low_water, st.high_water)
-    }
-
-    /// asyncio's defaults: high 64 KiB, low a quarter of high; `high >= low >= 0`.
-    #[pyo3(signature = (high=None, low=None))]
-    fn set_write_buffer_limits(
-        slf: &Bound<'_, Self>,
-        high: Option<&Bound<'_, PyAny>>,
-        low: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<()> {
-        let py = slf.py();
-        let (high, low) = water_marks(py, high, low)?;
-        {
-            let mut st = slf.get().state.borrow_mut(py);
-            st.high_water = high;
-            st.low_water = low;
-        }
-        DatagramTransport::maybe_pause_protocol(slf)
-    }
-
-    fn get_protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.protocol_obj(py)
-    }
-
     fn set_protocol(&self, py: Python<'_>, protocol: &Bound<'_, PyAny>) {
         let new = Protocol::new(protocol);
         let old = self.state.borrow_mut(py).protocol.replace(new);
         drop(old);
-    }
-
-    #[getter]
-    fn _fd(&self) -> RawFd {
-        self.fd
     }
 
     #[getter]
@@ -949,51 +685,31 @@ impl DatagramTransport {
     }
 
     #[getter]
-    fn _reading(&self, py: Python<'_>) -> bool {
-        self.state.borrow(py).reading
-    }
-
-    #[getter]
     fn _writing(&self, py: Python<'_>) -> bool {
         self.state.borrow(py).writing
     }
 
-    #[getter]
-    fn _protocol_paused(&self, py: Python<'_>) -> bool {
-        self.state.borrow(py).protocol_paused
-    }
-
-    #[getter]
-    fn _conn_lost(&self, py: Python<'_>) -> u32 {
-        self.state.borrow(py).conn_lost
-    }
-
     /// Closes the socket without telling the protocol (the wrapper's `__del__`, after its
     /// ResourceWarning, for a transport nobody closed).
-    fn _close_socket(&self, py: Python<'_>) -> PyResult<()> {
+    fn _release(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
         let (sock, methods) = {
-            let mut st = self.state.borrow_mut(py);
+            let mut st = this.state.borrow_mut(py);
             (st.sock.take(), (st.sendto.take(), st.recvfrom.take()))
         };
         drop(methods);
         if let Some(sock) = sock {
-            self.stop_reading(py);
-            self.stop_writing(py);
-            self.loop_ref(py).get().set_fd_owner(py, self.fd, None);
+            base::stop_reading(slf);
+            DatagramTransport::stop_writing(slf);
+            this.io.set_owner(py, None);
             sock.bind(py).call_method0("close")?;
         }
         Ok(())
     }
 
-    /// The transport the protocol sees (what error reports should name).
-    fn __repr__(&self, py: Python<'_>) -> String {
-        self.wrapper(py)
-            .and_then(|w| w.bind(py).repr().ok().map(|r| r.to_string()))
-            .unwrap_or_else(|| format!("<DatagramTransport closed fd={}>", self.fd))
-    }
-
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.loop_)?;
+        self.io.traverse(&visit)?;
         let Some(st) = self.state.try_borrow_unguarded() else {
             return Ok(());
         };
@@ -1030,3 +746,8 @@ impl DatagramTransport {
         drop(taken);
     }
 }
+
+base::common_pymethods!(DatagramTransport);
+base::reading_pymethods!(DatagramTransport);
+base::flow_control_pymethods!(DatagramTransport);
+base::selector_pymethods!(DatagramTransport);

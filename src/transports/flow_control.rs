@@ -1,4 +1,4 @@
-//! Write-buffer water marks, as asyncio's `_FlowControlMixin` computes them.
+//! Write-buffer water marks and the paused flag, as asyncio's `_FlowControlMixin` keeps them.
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -32,4 +32,84 @@ pub fn water_marks(
         )));
     }
     Ok((high as usize, low as usize))
+}
+
+/// The water marks of a write buffer and whether the protocol was told to pause writing:
+/// asyncio's `_FlowControlMixin` state.
+pub struct FlowControl {
+    high_water: usize,
+    low_water: usize,
+    /// pause_writing() was called on the protocol and resume_writing() not yet.
+    paused: bool,
+}
+
+impl Default for FlowControl {
+    fn default() -> Self {
+        FlowControl {
+            high_water: DEFAULT_HIGH_WATER as usize,
+            low_water: DEFAULT_HIGH_WATER as usize / 4,
+            paused: false,
+        }
+    }
+}
+
+impl FlowControl {
+    pub fn set_limits(&mut self, high: usize, low: usize) {
+        self.high_water = high;
+        self.low_water = low;
+    }
+
+    /// `(low, high)`, as `get_write_buffer_limits()` returns them.
+    pub fn limits(&self) -> (usize, usize) {
+        (self.low_water, self.high_water)
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// True (and now paused) when `size` bytes waiting should pause the protocol.
+    #[inline]
+    pub fn should_pause(&mut self, size: usize) -> bool {
+        if size <= self.high_water || self.paused {
+            return false;
+        }
+        self.paused = true;
+        true
+    }
+
+    /// True (and no longer paused) when `size` bytes waiting should resume the protocol.
+    #[inline]
+    pub fn should_resume(&mut self, size: usize) -> bool {
+        if !self.paused || size > self.low_water {
+            return false;
+        }
+        self.paused = false;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pauses_above_high_and_resumes_at_low() {
+        let mut flow = FlowControl::default();
+        flow.set_limits(100, 20);
+        assert!(!flow.should_pause(100));
+        assert!(flow.should_pause(101));
+        assert!(flow.is_paused());
+        assert!(!flow.should_pause(500), "told once");
+        assert!(!flow.should_resume(21));
+        assert!(flow.should_resume(20));
+        assert!(!flow.should_resume(0), "told once");
+    }
+
+    #[test]
+    fn resume_needs_a_pause_first() {
+        let mut flow = FlowControl::default();
+        assert!(!flow.should_resume(0));
+        assert_eq!(flow.limits(), (16 * 1024, 64 * 1024));
+    }
 }

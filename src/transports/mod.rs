@@ -1,5 +1,6 @@
 //! Transports: the per-connection hot path, in Rust.
 
+pub mod base;
 pub mod datagram;
 pub mod flow_control;
 pub mod pipe;

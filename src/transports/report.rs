@@ -1,6 +1,7 @@
-//! How the pipe and datagram transports report trouble, in asyncio's words: `_fatal_error`
-//! (logged or handed to the exception handler, then the transport closes) and failing
-//! flow-control callbacks (`_maybe_pause_protocol` / `_maybe_resume_protocol`).
+//! How the transports report trouble, in asyncio's words: the report half of `_fatal_error`
+//! (logged or handed to the exception handler; `base::fatal_error` then closes the
+//! transport) and failing flow-control callbacks (`_maybe_pause_protocol` /
+//! `_maybe_resume_protocol`).
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::prelude::*;

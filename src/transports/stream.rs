@@ -13,27 +13,25 @@ use std::os::fd::RawFd;
 
 use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{
-    PyBufferError, PyConnectionError, PyKeyboardInterrupt, PyOSError, PyRuntimeError, PySystemExit,
-    PyTypeError, PyValueError,
+    PyBufferError, PyConnectionError, PyOSError, PyRuntimeError, PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
 
+use super::base::{
+    self, FlowControlled, Lifecycle, LoopFd, NativeTransport, ReadingTransport, SelectorTransport,
+    MAX_READ,
+};
+use super::flow_control::FlowControl;
+use super::report::{is_fatal_signal, log_transport};
 use super::write_buffer::WriteBuffer;
 use crate::core::event_loop::LoopCore;
 use crate::core::gil_cell::GilCell;
-use crate::core::io_table::{Direction, NativeWatcher};
+use crate::core::io_table::{Direction, NativeFn};
 use crate::core::stdlib;
 use crate::errors::os_error;
 use crate::sys;
-
-/// asyncio's `max_size`: the most one read hands to `data_received`.
-const MAX_READ: usize = 256 * 1024;
-/// asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES: writes after the connection was lost are
-/// dropped, with a warning once this many have been.
-const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
-use super::flow_control::DEFAULT_HIGH_WATER;
 
 /// A Python `bytes` kept by reference in the write buffer: immutable, so its memory stays
 /// valid and unchanged while we hold it.
@@ -94,25 +92,18 @@ impl Protocol {
     }
 }
 
-struct State {
+pub struct State {
     /// The `asyncio.Transport` the protocol sees; dropped once the connection is lost.
     wrapper: Option<Py<PyAny>>,
     sock: Option<Py<PyAny>>,
     protocol: Option<Protocol>,
     server: Option<Py<PyAny>>,
     buffer: WriteBuffer<Chunk>,
-    high_water: usize,
-    low_water: usize,
-    /// close() was called (or the connection failed): no more reading.
-    closing: bool,
+    flow: FlowControl,
+    /// `closing`: close() was called (or the connection failed).
+    lifecycle: Lifecycle,
     /// write_eof() was called.
     eof: bool,
-    /// pause_reading() is in force.
-    paused: bool,
-    /// The reader is installed: a read event queued before it was removed is ignored.
-    reading: bool,
-    /// pause_writing() was called on the protocol and resume_writing() not yet.
-    protocol_paused: bool,
     /// Set when connection_lost is scheduled; counts writes attempted after that.
     conn_lost: u32,
     /// sendfile in progress: completed when the write buffer is empty.
@@ -121,13 +112,69 @@ struct State {
 
 #[pyclass(frozen, module = "ferroloop._ferroloop", name = "StreamTransport")]
 pub struct StreamTransport {
-    loop_: Py<LoopCore>,
-    fd: RawFd,
+    io: LoopFd,
     state: GilCell<State>,
 }
 
-fn is_fatal_signal(py: Python<'_>, err: &PyErr) -> bool {
-    err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)
+impl NativeTransport for StreamTransport {
+    type State = State;
+    const OWNS_FD: bool = true;
+
+    fn io(&self) -> &LoopFd {
+        &self.io
+    }
+
+    fn state(&self) -> &GilCell<State> {
+        &self.state
+    }
+
+    fn wrapper_of(st: &State) -> Option<&Py<PyAny>> {
+        st.wrapper.as_ref()
+    }
+
+    fn protocol_of(st: &State) -> Option<&Py<PyAny>> {
+        st.protocol.as_ref().map(|p| &p.obj)
+    }
+
+    /// OSErrors are the peer's doing.
+    fn is_quiet_error(py: Python<'_>, err: &PyErr) -> bool {
+        err.is_instance_of::<PyOSError>(py)
+    }
+
+    /// The connection is dropped.
+    fn close_after_error(slf: &Bound<'_, Self>, exc: Py<PyAny>) -> PyResult<()> {
+        base::force_close(slf, Some(exc))
+    }
+}
+
+impl ReadingTransport for StreamTransport {
+    const ON_READABLE: NativeFn = StreamTransport::on_readable;
+
+    fn lifecycle(st: &mut State) -> &mut Lifecycle {
+        &mut st.lifecycle
+    }
+}
+
+impl FlowControlled for StreamTransport {
+    fn flow_control(st: &mut State) -> (&mut FlowControl, usize) {
+        (&mut st.flow, st.buffer.len())
+    }
+}
+
+impl SelectorTransport for StreamTransport {
+    type Dropped = Vec<Chunk>;
+
+    fn conn_lost(st: &mut State) -> &mut u32 {
+        &mut st.conn_lost
+    }
+
+    fn take_write_buffer(st: &mut State) -> Vec<Chunk> {
+        st.buffer.take_all()
+    }
+
+    fn stop_writing(slf: &Bound<'_, Self>) {
+        slf.get().io.unwatch(slf.py(), Direction::Write);
+    }
 }
 
 /// What a read produced.
@@ -143,104 +190,14 @@ enum ReadOutcome {
 const READ_FAILED: &str = "Fatal read error on socket transport";
 
 impl StreamTransport {
-    fn loop_ref<'py>(&self, py: Python<'py>) -> &Bound<'py, LoopCore> {
-        self.loop_.bind(py)
-    }
-
-    fn wrapper(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.state
-            .borrow(py)
-            .wrapper
-            .as_ref()
-            .map(|w| w.clone_ref(py))
-    }
-
-    fn protocol_obj(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.state
-            .borrow(py)
-            .protocol
-            .as_ref()
-            .map(|p| p.obj.clone_ref(py))
-    }
-
-    fn watch(slf: &Bound<'_, Self>, direction: Direction) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let on_ready: crate::core::io_table::NativeFn = match direction {
-            Direction::Read => StreamTransport::on_readable as crate::core::io_table::NativeFn,
-            Direction::Write => StreamTransport::on_writable as crate::core::io_table::NativeFn,
-        };
-        let watcher = NativeWatcher {
-            target: slf.clone().into_any().unbind(),
-            on_ready,
-        };
-        this.loop_ref(py)
-            .get()
-            .set_native_watcher(py, this.fd, direction, watcher)
-    }
-
-    fn unwatch(&self, py: Python<'_>, direction: Direction) {
-        let lp = self.loop_ref(py).get();
-        if !lp.is_closed_flag(py) {
-            // Cannot fail in a way the transport could act on (see IoTable::remove_watcher).
-            let _ = lp.clear_watcher(py, self.fd, direction);
-        }
-    }
-
-    fn start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        {
-            let mut st = slf.get().state.borrow_mut(py);
-            if st.closing || st.paused || st.reading {
-                return Ok(());
-            }
-            st.reading = true;
-        }
-        StreamTransport::watch(slf, Direction::Read)
-    }
-
-    fn stop_reading(&self, py: Python<'_>) {
-        let was_reading = std::mem::replace(&mut self.state.borrow_mut(py).reading, false);
-        if was_reading {
-            self.unwatch(py, Direction::Read);
-        }
-    }
-
-    fn schedule(slf: &Bound<'_, Self>, method: &str, args: Bound<'_, PyTuple>) -> PyResult<()> {
-        let py = slf.py();
-        let callback = slf.getattr(method)?;
-        LoopCore::schedule_callback(slf.get().loop_ref(py), callback, args)
-    }
-
-    /// asyncio's `_fatal_error`: OSErrors are the peer's doing and only logged in debug
-    /// mode; anything else goes to the exception handler. Then the connection is dropped.
-    fn fatal_error(slf: &Bound<'_, Self>, err: PyErr, message: &str) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let lp = this.loop_ref(py);
-        let wrapper = this.wrapper(py);
-        let is_os_error = err.is_instance_of::<PyOSError>(py);
-        // into_value keeps the traceback on the exception (value() would drop it).
-        let exc = err.into_value(py).into_bound(py);
-        if is_os_error {
-            if lp.get().debug_enabled(py) {
-                let kwargs = PyDict::new(py);
-                kwargs.set_item("exc_info", &exc)?;
-                stdlib::asyncio_logger(py)?.call_method(
-                    "debug",
-                    ("%r: %s", &wrapper, message),
-                    Some(&kwargs),
-                )?;
-            }
-        } else {
-            let context = PyDict::new(py);
-            context.set_item("message", message)?;
-            context.set_item("exception", &exc)?;
-            context.set_item("transport", &wrapper)?;
-            context.set_item("protocol", this.protocol_obj(py))?;
-            lp.call_method1("call_exception_handler", (context,))?;
-        }
-        StreamTransport::force_close(slf, Some(exc.into_any().unbind()))
+    fn watch_write(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let io = &slf.get().io;
+        io.watch(
+            slf.py(),
+            Direction::Write,
+            slf.as_any(),
+            StreamTransport::on_writable,
+        )
     }
 
     /// Reports an error from a protocol callback (never the loop's business to raise it).
@@ -248,32 +205,7 @@ impl StreamTransport {
         if is_fatal_signal(slf.py(), &err) {
             return Err(err);
         }
-        StreamTransport::fatal_error(slf, err, message)
-    }
-
-    fn force_close(slf: &Bound<'_, Self>, exc: Option<Py<PyAny>>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let (dropped, had_buffer, was_closing) = {
-            let mut st = this.state.borrow_mut(py);
-            if st.conn_lost > 0 {
-                return Ok(());
-            }
-            let had_buffer = !st.buffer.is_empty();
-            let dropped = st.buffer.take_all();
-            let was_closing = std::mem::replace(&mut st.closing, true);
-            st.conn_lost += 1;
-            (dropped, had_buffer, was_closing)
-        };
-        drop(dropped);
-        if had_buffer {
-            this.unwatch(py, Direction::Write);
-        }
-        if !was_closing {
-            this.stop_reading(py);
-        }
-        let exc = exc.unwrap_or_else(|| py.None());
-        StreamTransport::schedule(slf, "_call_connection_lost", PyTuple::new(py, [exc])?)
+        base::fatal_error(slf, err, message)
     }
 
     fn read_once(&self, py: Python<'_>) -> ReadOutcome {
@@ -285,9 +217,9 @@ impl StreamTransport {
             .and_then(|p| p.buffered.as_ref().map(|(get, _)| get.clone_ref(py)));
         match buffered {
             None => {
-                let mut buffer = self.loop_ref(py).get().read_buffer(py);
+                let mut buffer = self.io.loop_ref(py).get().read_buffer(py);
                 let len = buffer.len().min(MAX_READ);
-                match sys::recv(self.fd, &mut buffer[..len]) {
+                match sys::recv(self.io.fd(), &mut buffer[..len]) {
                     Ok(0) => ReadOutcome::Eof,
                     // Bytes objects are not GC-tracked: making one runs no Python code.
                     Ok(n) => ReadOutcome::Data(PyBytes::new(py, &buffer[..n]).into_any().unbind()),
@@ -319,8 +251,9 @@ impl StreamTransport {
                     }
                 };
                 // SAFETY: the buffer is held for the call and writable for len_bytes().
-                match unsafe { sys::recv_raw(self.fd, target.buf_ptr().cast(), target.len_bytes()) }
-                {
+                match unsafe {
+                    sys::recv_raw(self.io.fd(), target.buf_ptr().cast(), target.len_bytes())
+                } {
                     Ok(0) => ReadOutcome::Eof,
                     Ok(n) => ReadOutcome::Count(n),
                     Err(e) if sys::would_block(&e) => ReadOutcome::NotReady,
@@ -338,7 +271,7 @@ impl StreamTransport {
         let this = slf.get();
         {
             let st = this.state.borrow(py);
-            if st.conn_lost > 0 || !st.reading {
+            if st.conn_lost > 0 || !st.lifecycle.reading {
                 return Ok(());
             }
         }
@@ -388,9 +321,8 @@ impl StreamTransport {
     fn on_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        if this.loop_ref(py).get().debug_enabled(py) {
-            stdlib::asyncio_logger(py)?
-                .call_method1("debug", ("%r received EOF", this.wrapper(py)))?;
+        if this.io.debug(py) {
+            log_transport(py, "debug", "%r received EOF", this.wrapper(py))?;
         }
         let Some(protocol) = this.protocol_obj(py) else {
             return Ok(());
@@ -399,10 +331,10 @@ impl StreamTransport {
             Ok(keep_open) => {
                 if keep_open.is_truthy()? {
                     // Half-closed: the protocol may still write, but nothing more can arrive.
-                    this.stop_reading(py);
+                    base::stop_reading(slf);
                     Ok(())
                 } else {
-                    StreamTransport::close_transport(slf)
+                    base::close(slf)
                 }
             }
             Err(err) => StreamTransport::protocol_failed(
@@ -411,33 +343,6 @@ impl StreamTransport {
                 "Fatal error: protocol.eof_received() call failed.",
             ),
         }
-    }
-
-    fn close_transport(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let lose_now = {
-            let mut st = this.state.borrow_mut(py);
-            if st.closing {
-                return Ok(());
-            }
-            st.closing = true;
-            let lose_now = st.buffer.is_empty();
-            if lose_now {
-                st.conn_lost += 1;
-            }
-            lose_now
-        };
-        this.stop_reading(py);
-        if lose_now {
-            this.unwatch(py, Direction::Write);
-            StreamTransport::schedule(
-                slf,
-                "_call_connection_lost",
-                PyTuple::new(py, [py.None()])?,
-            )?;
-        }
-        Ok(())
     }
 
     /// The fd is writable: flush as much of the buffer as the kernel takes.
@@ -453,7 +358,7 @@ impl StreamTransport {
             }
             let mut slices: Vec<IoSlice<'_>> = Vec::new();
             st.buffer.io_slices(&mut slices);
-            sys::send_vectored(this.fd, &slices, true)
+            sys::send_vectored(this.io.fd(), &slices, true)
         };
         match sent {
             Ok(n) => {
@@ -462,12 +367,12 @@ impl StreamTransport {
             }
             Err(e) if sys::would_block(&e) => return Ok(()),
             Err(e) => {
-                this.unwatch(py, Direction::Write);
+                StreamTransport::stop_writing(slf);
                 let dropped = this.state.borrow_mut(py).buffer.take_all();
                 drop(dropped);
                 let err = os_error(e);
                 let exc = err.clone_ref(py).into_value(py);
-                StreamTransport::fatal_error(slf, err, "Fatal write error on socket transport")?;
+                base::fatal_error(slf, err, "Fatal write error on socket transport")?;
                 let waiter = this
                     .state
                     .borrow(py)
@@ -480,7 +385,7 @@ impl StreamTransport {
                 return Ok(());
             }
         }
-        StreamTransport::maybe_resume_protocol(slf)?;
+        base::maybe_resume_protocol(slf)?;
         StreamTransport::after_flush(slf)
     }
 
@@ -493,7 +398,7 @@ impl StreamTransport {
             let st = this.state.borrow(py);
             (
                 st.buffer.is_empty(),
-                st.closing,
+                st.lifecycle.closing,
                 st.eof,
                 st.empty_waiter.as_ref().map(|w| w.clone_ref(py)),
             )
@@ -501,7 +406,7 @@ impl StreamTransport {
         if !empty {
             return Ok(());
         }
-        this.unwatch(py, Direction::Write);
+        StreamTransport::stop_writing(slf);
         if let Some(waiter) = waiter {
             waiter.bind(py).call_method1("set_result", (py.None(),))?;
         }
@@ -521,70 +426,6 @@ impl StreamTransport {
         Ok(())
     }
 
-    fn maybe_pause_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let protocol = {
-            let mut st = this.state.borrow_mut(py);
-            if st.buffer.len() <= st.high_water || st.protocol_paused {
-                return Ok(());
-            }
-            st.protocol_paused = true;
-            st.protocol.as_ref().map(|p| p.obj.clone_ref(py))
-        };
-        let Some(protocol) = protocol else {
-            return Ok(());
-        };
-        if let Err(err) = protocol.bind(py).call_method0("pause_writing") {
-            StreamTransport::report_flow_control_error(
-                slf,
-                err,
-                "protocol.pause_writing() failed",
-            )?;
-        }
-        Ok(())
-    }
-
-    fn maybe_resume_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let protocol = {
-            let mut st = this.state.borrow_mut(py);
-            if !st.protocol_paused || st.buffer.len() > st.low_water {
-                return Ok(());
-            }
-            st.protocol_paused = false;
-            st.protocol.as_ref().map(|p| p.obj.clone_ref(py))
-        };
-        let Some(protocol) = protocol else {
-            return Ok(());
-        };
-        if let Err(err) = protocol.bind(py).call_method0("resume_writing") {
-            StreamTransport::report_flow_control_error(
-                slf,
-                err,
-                "protocol.resume_writing() failed",
-            )?;
-        }
-        Ok(())
-    }
-
-    fn report_flow_control_error(slf: &Bound<'_, Self>, err: PyErr, message: &str) -> PyResult<()> {
-        let py = slf.py();
-        if is_fatal_signal(py, &err) {
-            return Err(err);
-        }
-        let this = slf.get();
-        let context = PyDict::new(py);
-        context.set_item("message", message)?;
-        context.set_item("exception", err.into_value(py))?;
-        context.set_item("transport", this.wrapper(py))?;
-        context.set_item("protocol", this.protocol_obj(py))?;
-        this.loop_ref(py)
-            .call_method1("call_exception_handler", (context,))?;
-        Ok(())
-    }
-
     /// Sends `chunk` now if nothing is queued; queues what the kernel did not take.
     fn write_chunk(slf: &Bound<'_, Self>, chunk: Chunk) -> PyResult<()> {
         let py = slf.py();
@@ -592,22 +433,22 @@ impl StreamTransport {
         let mut sent = 0;
         if this.state.borrow(py).buffer.is_empty() {
             let data = chunk.as_ref();
-            match sys::send(this.fd, data) {
+            match sys::send(this.io.fd(), data) {
                 Ok(n) if n == data.len() => return Ok(()),
                 Ok(n) => sent = n,
                 Err(e) if sys::would_block(&e) => {}
                 Err(e) => {
-                    return StreamTransport::fatal_error(
+                    return base::fatal_error(
                         slf,
                         os_error(e),
                         "Fatal write error on socket transport",
                     )
                 }
             }
-            StreamTransport::watch(slf, Direction::Write)?;
+            StreamTransport::watch_write(slf)?;
         }
         this.state.borrow_mut(py).buffer.push(chunk, sent);
-        StreamTransport::maybe_pause_protocol(slf)
+        base::maybe_pause_protocol(slf)
     }
 
     fn set_protocol_inner(&self, py: Python<'_>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -622,7 +463,7 @@ impl StreamTransport {
         let this = slf.get();
         let (protocol, sock, server, waiter) = {
             let mut st = this.state.borrow_mut(py);
-            st.reading = false;
+            st.lifecycle.reading = false;
             (
                 st.protocol.take(),
                 st.sock.take(),
@@ -631,9 +472,9 @@ impl StreamTransport {
             )
         };
         // The fd must leave epoll before the socket closes (and its number can be reused).
-        this.unwatch(py, Direction::Read);
-        this.unwatch(py, Direction::Write);
-        this.loop_ref(py).get().set_fd_owner(py, this.fd, None);
+        this.io.unwatch(py, Direction::Read);
+        this.io.unwatch(py, Direction::Write);
+        this.io.set_owner(py, None);
         let result = match &protocol {
             Some(p) => p
                 .obj
@@ -677,21 +518,16 @@ impl StreamTransport {
             return Err(PyValueError::new_err("the socket is closed"));
         }
         let transport = StreamTransport {
-            loop_: event_loop.clone().unbind(),
-            fd,
+            io: LoopFd::new(event_loop, fd),
             state: GilCell::new(State {
                 wrapper: Some(wrapper.clone().unbind()),
                 sock: Some(sock.clone().unbind()),
                 protocol: Some(Protocol::new(protocol)?),
                 server: server.filter(|s| !s.is_none()).map(|s| s.clone().unbind()),
                 buffer: WriteBuffer::default(),
-                high_water: DEFAULT_HIGH_WATER as usize,
-                low_water: DEFAULT_HIGH_WATER as usize / 4,
-                closing: false,
+                flow: FlowControl::default(),
+                lifecycle: Lifecycle::default(),
                 eof: false,
-                paused: false,
-                reading: false,
-                protocol_paused: false,
                 conn_lost: 0,
                 empty_waiter: None,
             }),
@@ -704,42 +540,14 @@ impl StreamTransport {
     #[pyo3(signature = (waiter=None))]
     fn _begin(slf: &Bound<'_, Self>, waiter: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         let py = slf.py();
-        let this = slf.get();
-        let (server, wrapper, protocol) = {
-            let st = this.state.borrow(py);
-            (
-                st.server.as_ref().map(|s| s.clone_ref(py)),
-                st.wrapper.as_ref().map(|w| w.clone_ref(py)),
-                st.protocol.as_ref().map(|p| p.obj.clone_ref(py)),
-            )
+        let server = {
+            let st = slf.get().state.borrow(py);
+            st.server.as_ref().map(|s| s.clone_ref(py))
         };
         if let Some(server) = server {
             server.bind(py).call_method0("_attach")?;
         }
-        this.loop_ref(py).get().set_fd_owner(
-            py,
-            this.fd,
-            wrapper.as_ref().map(|w| w.clone_ref(py)),
-        );
-        let lp = this.loop_ref(py);
-        if let (Some(protocol), Some(wrapper)) = (protocol, wrapper) {
-            let connection_made = protocol.bind(py).getattr("connection_made")?;
-            LoopCore::schedule_callback(lp, connection_made, PyTuple::new(py, [wrapper])?)?;
-        }
-        StreamTransport::schedule(slf, "_start_reading", PyTuple::empty(py))?;
-        if let Some(waiter) = waiter.filter(|w| !w.is_none()) {
-            let set = stdlib::set_result_unless_cancelled(py)?.clone();
-            LoopCore::schedule_callback(
-                lp,
-                set,
-                PyTuple::new(py, [waiter.clone(), py.None().into_bound(py)])?,
-            )?;
-        }
-        Ok(())
-    }
-
-    fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        StreamTransport::start_reading(slf)
+        base::begin(slf, Some("_start_reading"), waiter)
     }
 
     fn _call_connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
@@ -767,12 +575,10 @@ impl StreamTransport {
                 return Ok(());
             }
             if st.conn_lost > 0 {
-                st.conn_lost += 1;
-                let warn = st.conn_lost > LOG_THRESHOLD_FOR_CONNLOST_WRITES;
+                let warn = base::count_lost_write(&mut st.conn_lost);
                 drop(st);
                 if warn {
-                    stdlib::asyncio_logger(py)?
-                        .call_method1("warning", ("socket.send() raised exception.",))?;
+                    base::warn_lost_write(py, "socket.send() raised exception.")?;
                 }
                 return Ok(());
             }
@@ -791,7 +597,7 @@ impl StreamTransport {
     fn write_eof(&self, py: Python<'_>) -> PyResult<()> {
         let shutdown_now = {
             let mut st = self.state.borrow_mut(py);
-            if st.closing || st.eof {
+            if st.lifecycle.closing || st.eof {
                 return Ok(());
             }
             st.eof = true;
@@ -807,95 +613,6 @@ impl StreamTransport {
         true
     }
 
-    fn is_closing(&self, py: Python<'_>) -> bool {
-        self.state.borrow(py).closing
-    }
-
-    /// Closes after the buffered data is flushed; `connection_lost(None)` follows.
-    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
-        StreamTransport::close_transport(slf)
-    }
-
-    /// Closes at once, dropping buffered data; `connection_lost(None)` follows.
-    fn abort(slf: &Bound<'_, Self>) -> PyResult<()> {
-        StreamTransport::force_close(slf, None)
-    }
-
-    /// `abort()` with the exception `connection_lost` gets (asyncio's TLS layer uses it).
-    #[pyo3(signature = (exc=None))]
-    fn _force_close(slf: &Bound<'_, Self>, exc: Option<Bound<'_, PyAny>>) -> PyResult<()> {
-        StreamTransport::force_close(slf, exc.filter(|e| !e.is_none()).map(Bound::unbind))
-    }
-
-    fn is_reading(&self, py: Python<'_>) -> bool {
-        let st = self.state.borrow(py);
-        !st.closing && !st.paused
-    }
-
-    fn pause_reading(&self, py: Python<'_>) -> PyResult<()> {
-        {
-            let mut st = self.state.borrow_mut(py);
-            if st.closing || st.paused {
-                return Ok(());
-            }
-            st.paused = true;
-        }
-        self.stop_reading(py);
-        if self.loop_ref(py).get().debug_enabled(py) {
-            stdlib::asyncio_logger(py)?
-                .call_method1("debug", ("%r pauses reading", self.wrapper(py)))?;
-        }
-        Ok(())
-    }
-
-    fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        {
-            let mut st = this.state.borrow_mut(py);
-            if st.closing || !st.paused {
-                return Ok(());
-            }
-            st.paused = false;
-        }
-        StreamTransport::start_reading(slf)?;
-        if this.loop_ref(py).get().debug_enabled(py) {
-            stdlib::asyncio_logger(py)?
-                .call_method1("debug", ("%r resumes reading", this.wrapper(py)))?;
-        }
-        Ok(())
-    }
-
-    fn get_write_buffer_size(&self, py: Python<'_>) -> usize {
-        self.state.borrow(py).buffer.len()
-    }
-
-    fn get_write_buffer_limits(&self, py: Python<'_>) -> (usize, usize) {
-        let st = self.state.borrow(py);
-        (st.low_water, st.high_water)
-    }
-
-    /// asyncio's defaults: high 64 KiB, low a quarter of high; `high >= low >= 0`.
-    #[pyo3(signature = (high=None, low=None))]
-    fn set_write_buffer_limits(
-        slf: &Bound<'_, Self>,
-        high: Option<&Bound<'_, PyAny>>,
-        low: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<()> {
-        let py = slf.py();
-        let (high, low) = crate::transports::flow_control::water_marks(py, high, low)?;
-        {
-            let mut st = slf.get().state.borrow_mut(py);
-            st.high_water = high;
-            st.low_water = low;
-        }
-        StreamTransport::maybe_pause_protocol(slf)
-    }
-
-    fn get_protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.protocol_obj(py)
-    }
-
     fn set_protocol(&self, py: Python<'_>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         self.set_protocol_inner(py, protocol)
     }
@@ -905,7 +622,7 @@ impl StreamTransport {
         if self.state.borrow(py).empty_waiter.is_some() {
             return Err(PyRuntimeError::new_err("Empty waiter is already set"));
         }
-        let waiter = self.loop_ref(py).call_method0("create_future")?;
+        let waiter = self.io.loop_ref(py).call_method0("create_future")?;
         let empty = self.state.borrow(py).buffer.is_empty();
         if empty {
             waiter.call_method1("set_result", (py.None(),))?;
@@ -919,11 +636,6 @@ impl StreamTransport {
         drop(old);
     }
 
-    #[getter]
-    fn _fd(&self) -> RawFd {
-        self.fd
-    }
-
     /// Whether the socket is still open (connection_lost has not run yet).
     #[getter]
     fn _open(&self, py: Python<'_>) -> bool {
@@ -931,48 +643,25 @@ impl StreamTransport {
     }
 
     #[getter]
-    fn _reading(&self, py: Python<'_>) -> bool {
-        self.state.borrow(py).reading
-    }
-
-    #[getter]
-    fn _protocol_paused(&self, py: Python<'_>) -> bool {
-        self.state.borrow(py).protocol_paused
-    }
-
-    #[getter]
-    fn _conn_lost(&self, py: Python<'_>) -> u32 {
-        self.state.borrow(py).conn_lost
-    }
-
-    #[getter]
     fn _loop(&self, py: Python<'_>) -> Py<LoopCore> {
-        self.loop_.clone_ref(py)
+        self.io.loop_obj(py)
     }
 
     /// Closes the socket without telling the protocol (the wrapper's `__del__`, after its
     /// ResourceWarning, for a transport nobody closed).
-    fn _close_socket(&self, py: Python<'_>) -> PyResult<()> {
+    fn _release(&self, py: Python<'_>) -> PyResult<()> {
         let sock = self.state.borrow_mut(py).sock.take();
         if let Some(sock) = sock {
-            self.unwatch(py, Direction::Read);
-            self.unwatch(py, Direction::Write);
-            self.loop_ref(py).get().set_fd_owner(py, self.fd, None);
+            self.io.unwatch(py, Direction::Read);
+            self.io.unwatch(py, Direction::Write);
+            self.io.set_owner(py, None);
             sock.bind(py).call_method0("close")?;
         }
         Ok(())
     }
 
-    /// The transport the protocol sees, so error reports about this core name it.
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        match self.wrapper(py) {
-            Some(wrapper) => wrapper.bind(py).repr()?.extract(),
-            None => Ok(format!("<StreamTransport closed fd={}>", self.fd)),
-        }
-    }
-
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.loop_)?;
+        self.io.traverse(&visit)?;
         let Some(st) = self.state.try_borrow_unguarded() else {
             return Ok(());
         };
@@ -1007,6 +696,11 @@ impl StreamTransport {
         drop(taken);
     }
 }
+
+base::common_pymethods!(StreamTransport);
+base::reading_pymethods!(StreamTransport);
+base::flow_control_pymethods!(StreamTransport);
+base::selector_pymethods!(StreamTransport);
 
 fn set_exception_unless_done(future: &Bound<'_, PyAny>, exc: &Bound<'_, PyAny>) -> PyResult<()> {
     if !future.call_method0("done")?.is_truthy()? {

@@ -1,0 +1,685 @@
+//! What the native transports have in common, written once: the loop and fd they work on
+//! and their native watchers, the reading switches (`pause_reading`/`resume_reading`),
+//! asyncio's start (`connection_made`, then reading, then the waiter) and end
+//! (`_call_connection_lost` on the next iteration), write flow control and the repr.
+//!
+//! Each transport keeps its own behaviour (asyncio's socket, pipe and datagram transports
+//! differ on purpose: which errors are quiet, what EOF and `write_eof` mean) and says what it
+//! is through [`NativeTransport`]. The helpers here are generic over it, so each is compiled
+//! for each transport: no dynamic dispatch and no extra allocation on the per-event paths.
+
+use std::os::fd::RawFd;
+
+use pyo3::prelude::*;
+use pyo3::pyclass::boolean_struct::True;
+use pyo3::types::PyTuple;
+use pyo3::{PyClass, PyTraverseError, PyVisit};
+
+use super::flow_control::{water_marks, FlowControl};
+use super::report::{call_flow_control, log_transport, report_fatal_error};
+use crate::core::event_loop::LoopCore;
+use crate::core::gil_cell::GilCell;
+use crate::core::io_table::{Direction, NativeFn, NativeWatcher};
+use crate::core::stdlib;
+
+/// asyncio's `max_size`: the most one read hands to the protocol.
+pub const MAX_READ: usize = 256 * 1024;
+
+/// asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES: writes after the connection was lost are
+/// dropped, with a warning once this many have been.
+const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
+
+/// The loop a transport runs on and the fd it reads and writes.
+pub struct LoopFd {
+    loop_: Py<LoopCore>,
+    fd: RawFd,
+}
+
+impl LoopFd {
+    pub fn new(event_loop: &Bound<'_, LoopCore>, fd: RawFd) -> LoopFd {
+        LoopFd {
+            loop_: event_loop.clone().unbind(),
+            fd,
+        }
+    }
+
+    #[inline]
+    pub fn fd(&self) -> RawFd {
+        self.fd
+    }
+
+    #[inline]
+    pub fn loop_ref<'py>(&self, py: Python<'py>) -> &Bound<'py, LoopCore> {
+        self.loop_.bind(py)
+    }
+
+    /// The loop object (the `_loop` getter).
+    pub fn loop_obj(&self, py: Python<'_>) -> Py<LoopCore> {
+        self.loop_.clone_ref(py)
+    }
+
+    pub fn debug(&self, py: Python<'_>) -> bool {
+        self.loop_.get().debug_enabled(py)
+    }
+
+    /// Calls `on_ready(loop, target)` whenever the fd is ready in `direction`.
+    pub fn watch(
+        &self,
+        py: Python<'_>,
+        direction: Direction,
+        target: &Bound<'_, PyAny>,
+        on_ready: NativeFn,
+    ) -> PyResult<()> {
+        let watcher = NativeWatcher {
+            target: target.clone().unbind(),
+            on_ready,
+        };
+        self.loop_
+            .get()
+            .set_native_watcher(py, self.fd, direction, watcher)
+    }
+
+    /// Stops watching the fd in `direction`, whoever's watcher is there (for a transport that
+    /// owns its fd: nobody else can watch it).
+    pub fn unwatch(&self, py: Python<'_>, direction: Direction) {
+        let lp = self.loop_.get();
+        if !lp.is_closed_flag(py) {
+            // Cannot fail in a way the transport could act on (see IoTable::remove_watcher).
+            let _ = lp.clear_watcher(py, self.fd, direction);
+        }
+    }
+
+    /// Stops watching the fd in `direction` if the watcher there is still `target`'s (a fd
+    /// the transport does not own: a user's `add_reader` may have replaced it).
+    pub fn unwatch_own(&self, py: Python<'_>, direction: Direction, target: &Bound<'_, PyAny>) {
+        let lp = self.loop_.get();
+        if !lp.is_closed_flag(py) {
+            lp.clear_native_watcher_of(py, self.fd, direction, target);
+        }
+    }
+
+    /// Records `owner` as the transport owning the fd (None: the fd is free again).
+    pub fn set_owner(&self, py: Python<'_>, owner: Option<Py<PyAny>>) {
+        self.loop_.get().set_fd_owner(py, self.fd, owner);
+    }
+
+    /// `loop.call_soon(obj.<method>, *args)`.
+    pub fn schedule(
+        &self,
+        obj: &Bound<'_, PyAny>,
+        method: &str,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        LoopCore::schedule_callback(self.loop_ref(obj.py()), obj.getattr(method)?, args)
+    }
+
+    pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.loop_)
+    }
+}
+
+/// The reading switches of asyncio's transports.
+#[derive(Default)]
+pub struct Lifecycle {
+    /// close() was called or the transport failed (or, on a read pipe, EOF came): no more
+    /// reading.
+    pub closing: bool,
+    /// pause_reading() is in force.
+    pub paused: bool,
+    /// The reader is installed: a read event queued before it was removed is ignored.
+    pub reading: bool,
+}
+
+impl Lifecycle {
+    /// `is_reading()`: neither closing nor paused.
+    pub fn is_reading(&self) -> bool {
+        !self.closing && !self.paused
+    }
+}
+
+/// A native transport core, as the shared helpers see it.
+pub trait NativeTransport: PyClass<Frozen = True> + Sync {
+    /// Its mutable state (behind the GIL).
+    type State;
+    /// Whether the transport owns its fd in the loop's sense (sockets: `add_reader` on the fd
+    /// is refused). Pipes do not, so they remove only their own watchers.
+    const OWNS_FD: bool;
+
+    fn io(&self) -> &LoopFd;
+    fn state(&self) -> &GilCell<Self::State>;
+    /// The `asyncio` transport the protocol sees, until the connection is lost.
+    fn wrapper_of(st: &Self::State) -> Option<&Py<PyAny>>;
+    fn protocol_of(st: &Self::State) -> Option<&Py<PyAny>>;
+    /// Whether `_fatal_error` only logs `err` (in debug mode) instead of reporting it.
+    fn is_quiet_error(py: Python<'_>, err: &PyErr) -> bool;
+    /// What `_fatal_error` does once the error is reported: asyncio's `_force_close(exc)`
+    /// for sockets, `_close(exc)` for pipes.
+    fn close_after_error(slf: &Bound<'_, Self>, exc: Py<PyAny>) -> PyResult<()>;
+
+    fn wrapper(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        Self::wrapper_of(&self.state().borrow(py)).map(|w| w.clone_ref(py))
+    }
+
+    fn protocol_obj(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        Self::protocol_of(&self.state().borrow(py)).map(|p| p.clone_ref(py))
+    }
+}
+
+/// A transport that reads, with asyncio's `pause_reading`/`resume_reading`.
+pub trait ReadingTransport: NativeTransport {
+    /// What runs when the fd is readable.
+    const ON_READABLE: NativeFn;
+    fn lifecycle(st: &mut Self::State) -> &mut Lifecycle;
+}
+
+/// A transport with a write buffer and asyncio's `_FlowControlMixin` water marks.
+pub trait FlowControlled: NativeTransport {
+    /// The flow-control state and the size of the write buffer.
+    fn flow_control(st: &mut Self::State) -> (&mut FlowControl, usize);
+}
+
+/// asyncio's `_SelectorTransport` (the socket transports): `close()` lets the write buffer
+/// drain first, `_force_close()` drops it; `conn_lost` is set once `connection_lost` is
+/// scheduled and counts the writes attempted after that.
+pub trait SelectorTransport: ReadingTransport + FlowControlled {
+    /// What the write buffer held, taken out to be dropped once the borrow has ended.
+    type Dropped;
+    fn conn_lost(st: &mut Self::State) -> &mut u32;
+    fn take_write_buffer(st: &mut Self::State) -> Self::Dropped;
+    /// Removes the writer, if it is installed.
+    fn stop_writing(slf: &Bound<'_, Self>);
+}
+
+/// Stops watching the fd in `direction` (only the transport's own watcher if it does not
+/// own the fd).
+#[inline]
+pub fn unwatch<T: NativeTransport>(slf: &Bound<'_, T>, direction: Direction) {
+    let io = slf.get().io();
+    if T::OWNS_FD {
+        io.unwatch(slf.py(), direction);
+    } else {
+        io.unwatch_own(slf.py(), direction, slf.as_any());
+    }
+}
+
+/// Installs `on_ready` for `direction` unless `switch` (a flag of the state) says it is
+/// installed already; the switch is turned back off if installing fails.
+#[inline]
+pub fn watch_with<T: NativeTransport>(
+    slf: &Bound<'_, T>,
+    direction: Direction,
+    on_ready: NativeFn,
+    switch: impl Fn(&mut T::State) -> &mut bool,
+) -> PyResult<()> {
+    let py = slf.py();
+    let this = slf.get();
+    if std::mem::replace(switch(&mut this.state().borrow_mut(py)), true) {
+        return Ok(());
+    }
+    let result = this.io().watch(py, direction, slf.as_any(), on_ready);
+    if result.is_err() {
+        *switch(&mut this.state().borrow_mut(py)) = false;
+    }
+    result
+}
+
+/// Removes the watcher `switch` says is installed for `direction`, and turns it off.
+#[inline]
+pub fn unwatch_with<T: NativeTransport>(
+    slf: &Bound<'_, T>,
+    direction: Direction,
+    switch: impl Fn(&mut T::State) -> &mut bool,
+) {
+    let was_on = std::mem::replace(switch(&mut slf.get().state().borrow_mut(slf.py())), false);
+    if was_on {
+        unwatch(slf, direction);
+    }
+}
+
+/// Installs the reader, unless closing, paused or reading already.
+pub fn start_reading<T: ReadingTransport>(slf: &Bound<'_, T>) -> PyResult<()> {
+    {
+        let mut st = slf.get().state().borrow_mut(slf.py());
+        let lifecycle = T::lifecycle(&mut st);
+        if lifecycle.closing || lifecycle.paused {
+            return Ok(());
+        }
+    }
+    watch_with(slf, Direction::Read, T::ON_READABLE, |st| {
+        &mut T::lifecycle(st).reading
+    })
+}
+
+/// Removes the reader if it is installed.
+pub fn stop_reading<T: ReadingTransport>(slf: &Bound<'_, T>) {
+    unwatch_with(slf, Direction::Read, |st| &mut T::lifecycle(st).reading);
+}
+
+pub fn is_reading<T: ReadingTransport>(this: &T, py: Python<'_>) -> bool {
+    T::lifecycle(&mut this.state().borrow_mut(py)).is_reading()
+}
+
+pub fn is_closing<T: ReadingTransport>(this: &T, py: Python<'_>) -> bool {
+    T::lifecycle(&mut this.state().borrow_mut(py)).closing
+}
+
+pub fn is_reader_installed<T: ReadingTransport>(this: &T, py: Python<'_>) -> bool {
+    T::lifecycle(&mut this.state().borrow_mut(py)).reading
+}
+
+/// asyncio's `pause_reading()`: no more `data_received` until `resume_reading()`.
+pub fn pause_reading<T: ReadingTransport>(slf: &Bound<'_, T>) -> PyResult<()> {
+    let py = slf.py();
+    let this = slf.get();
+    {
+        let mut st = this.state().borrow_mut(py);
+        let lifecycle = T::lifecycle(&mut st);
+        if lifecycle.closing || lifecycle.paused {
+            return Ok(());
+        }
+        lifecycle.paused = true;
+    }
+    stop_reading(slf);
+    if this.io().debug(py) {
+        log_transport(py, "debug", "%r pauses reading", this.wrapper(py))?;
+    }
+    Ok(())
+}
+
+pub fn resume_reading<T: ReadingTransport>(slf: &Bound<'_, T>) -> PyResult<()> {
+    let py = slf.py();
+    let this = slf.get();
+    {
+        let mut st = this.state().borrow_mut(py);
+        let lifecycle = T::lifecycle(&mut st);
+        if lifecycle.closing || !lifecycle.paused {
+            return Ok(());
+        }
+        lifecycle.paused = false;
+    }
+    start_reading(slf)?;
+    if this.io().debug(py) {
+        log_transport(py, "debug", "%r resumes reading", this.wrapper(py))?;
+    }
+    Ok(())
+}
+
+/// asyncio's `close()` of a socket transport: no more reading; `connection_lost(None)` on the
+/// next iteration, or once the write buffer is flushed.
+pub fn close<T: SelectorTransport>(slf: &Bound<'_, T>) -> PyResult<()> {
+    let lose_now = {
+        let mut st = slf.get().state().borrow_mut(slf.py());
+        let lifecycle = T::lifecycle(&mut st);
+        if lifecycle.closing {
+            return Ok(());
+        }
+        lifecycle.closing = true;
+        let lose_now = T::flow_control(&mut st).1 == 0;
+        if lose_now {
+            *T::conn_lost(&mut st) += 1;
+        }
+        lose_now
+    };
+    stop_reading(slf);
+    if lose_now {
+        T::stop_writing(slf);
+        schedule_connection_lost(slf, None)?;
+    }
+    Ok(())
+}
+
+/// asyncio's `_force_close(exc)`: the write buffer is dropped, reading stops, and
+/// `connection_lost(exc)` follows on the next iteration.
+pub fn force_close<T: SelectorTransport>(
+    slf: &Bound<'_, T>,
+    exc: Option<Py<PyAny>>,
+) -> PyResult<()> {
+    let (dropped, was_closing) = {
+        let mut st = slf.get().state().borrow_mut(slf.py());
+        let conn_lost = T::conn_lost(&mut st);
+        if *conn_lost > 0 {
+            return Ok(());
+        }
+        *conn_lost += 1;
+        let dropped = T::take_write_buffer(&mut st);
+        (
+            dropped,
+            std::mem::replace(&mut T::lifecycle(&mut st).closing, true),
+        )
+    };
+    drop(dropped);
+    T::stop_writing(slf);
+    if !was_closing {
+        stop_reading(slf);
+    }
+    schedule_connection_lost(slf, exc)
+}
+
+/// Schedules `connection_made(wrapper)`, then `start` (a method of the core, if any), then
+/// the waiter's result: asyncio's order, so no I/O callback precedes `connection_made`. A
+/// transport that owns its fd is recorded as its owner first.
+pub fn begin<T: NativeTransport>(
+    slf: &Bound<'_, T>,
+    start: Option<&str>,
+    waiter: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let py = slf.py();
+    let this = slf.get();
+    let io = this.io();
+    let wrapper = this.wrapper(py);
+    if T::OWNS_FD {
+        io.set_owner(py, wrapper.as_ref().map(|w| w.clone_ref(py)));
+    }
+    if let (Some(protocol), Some(wrapper)) = (this.protocol_obj(py), wrapper) {
+        io.schedule(
+            protocol.bind(py),
+            "connection_made",
+            PyTuple::new(py, [wrapper])?,
+        )?;
+    }
+    if let Some(start) = start {
+        io.schedule(slf.as_any(), start, PyTuple::empty(py))?;
+    }
+    if let Some(waiter) = waiter.filter(|w| !w.is_none()) {
+        let set = stdlib::set_result_unless_cancelled(py)?.clone();
+        LoopCore::schedule_callback(
+            io.loop_ref(py),
+            set,
+            PyTuple::new(py, [waiter.clone(), py.None().into_bound(py)])?,
+        )?;
+    }
+    Ok(())
+}
+
+/// `_call_connection_lost(exc)` on the next iteration.
+pub fn schedule_connection_lost<T: NativeTransport>(
+    slf: &Bound<'_, T>,
+    exc: Option<Py<PyAny>>,
+) -> PyResult<()> {
+    let py = slf.py();
+    let exc = exc.unwrap_or_else(|| py.None());
+    slf.get().io().schedule(
+        slf.as_any(),
+        "_call_connection_lost",
+        PyTuple::new(py, [exc])?,
+    )
+}
+
+/// `protocol.connection_lost(exc)`, then `resource.close()` even if that raised.
+pub fn finish(
+    py: Python<'_>,
+    protocol: Option<Py<PyAny>>,
+    resource: Option<Py<PyAny>>,
+    exc: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    let lost = match &protocol {
+        Some(p) => p.bind(py).call_method1("connection_lost", (exc,)).map(drop),
+        None => Ok(()),
+    };
+    let closed = match &resource {
+        Some(r) => r.bind(py).call_method0("close").map(drop),
+        None => Ok(()),
+    };
+    drop((protocol, resource));
+    lost.and(closed)
+}
+
+/// asyncio's `_fatal_error`: the error is reported (or, when quiet for this transport, only
+/// logged in debug mode), then the transport closes with it.
+pub fn fatal_error<T: NativeTransport>(
+    slf: &Bound<'_, T>,
+    err: PyErr,
+    message: &str,
+) -> PyResult<()> {
+    let py = slf.py();
+    let this = slf.get();
+    let quiet = T::is_quiet_error(py, &err);
+    // into_value: the exception with its traceback attached (value() leaves it off).
+    let exc = err.into_value(py).into_bound(py).into_any();
+    report_fatal_error(
+        this.io().loop_ref(py),
+        &exc,
+        message,
+        quiet,
+        this.wrapper(py),
+        this.protocol_obj(py),
+    )?;
+    T::close_after_error(slf, exc.unbind())
+}
+
+/// Counts a write made after the connection was lost; true when it is one to warn about.
+pub fn count_lost_write(conn_lost: &mut u32) -> bool {
+    let warn = *conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
+    *conn_lost += 1;
+    warn
+}
+
+/// The warning for writes made after the connection was lost.
+pub fn warn_lost_write(py: Python<'_>, message: &str) -> PyResult<()> {
+    stdlib::asyncio_logger(py)?.call_method1("warning", (message,))?;
+    Ok(())
+}
+
+/// `protocol.pause_writing()` once the buffer grows past the high-water mark.
+pub fn maybe_pause_protocol<T: FlowControlled>(slf: &Bound<'_, T>) -> PyResult<()> {
+    let py = slf.py();
+    let this = slf.get();
+    let pause = {
+        let mut st = this.state().borrow_mut(py);
+        let (flow, size) = T::flow_control(&mut st);
+        flow.should_pause(size)
+    };
+    if pause {
+        call_protocol_flow_control(slf, "pause_writing")?;
+    }
+    Ok(())
+}
+
+/// `protocol.resume_writing()` once the buffer drains to the low-water mark.
+pub fn maybe_resume_protocol<T: FlowControlled>(slf: &Bound<'_, T>) -> PyResult<()> {
+    let py = slf.py();
+    let this = slf.get();
+    let resume = {
+        let mut st = this.state().borrow_mut(py);
+        let (flow, size) = T::flow_control(&mut st);
+        flow.should_resume(size)
+    };
+    if resume {
+        call_protocol_flow_control(slf, "resume_writing")?;
+    }
+    Ok(())
+}
+
+fn call_protocol_flow_control<T: NativeTransport>(
+    slf: &Bound<'_, T>,
+    method: &str,
+) -> PyResult<()> {
+    let py = slf.py();
+    let this = slf.get();
+    match this.protocol_obj(py) {
+        Some(protocol) => call_flow_control(
+            this.io().loop_ref(py),
+            protocol.bind(py),
+            method,
+            this.wrapper(py),
+        ),
+        None => Ok(()),
+    }
+}
+
+/// `get_write_buffer_size()`: the bytes waiting to be sent.
+pub fn write_buffer_size<T: FlowControlled>(this: &T, py: Python<'_>) -> usize {
+    T::flow_control(&mut this.state().borrow_mut(py)).1
+}
+
+/// `get_write_buffer_limits()`: `(low, high)`.
+pub fn write_buffer_limits<T: FlowControlled>(this: &T, py: Python<'_>) -> (usize, usize) {
+    T::flow_control(&mut this.state().borrow_mut(py)).0.limits()
+}
+
+/// `set_write_buffer_limits(high, low)` with asyncio's defaults and checks; the protocol is
+/// paused at once if the buffer is already over the new high-water mark.
+pub fn set_write_buffer_limits<T: FlowControlled>(
+    slf: &Bound<'_, T>,
+    high: Option<&Bound<'_, PyAny>>,
+    low: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let py = slf.py();
+    let (high, low) = water_marks(py, high, low)?;
+    T::flow_control(&mut slf.get().state().borrow_mut(py))
+        .0
+        .set_limits(high, low);
+    maybe_pause_protocol(slf)
+}
+
+pub fn protocol_paused<T: FlowControlled>(this: &T, py: Python<'_>) -> bool {
+    T::flow_control(&mut this.state().borrow_mut(py))
+        .0
+        .is_paused()
+}
+
+/// The core's repr is the transport the protocol sees, so error reports about the core name
+/// that transport.
+pub fn repr<T: NativeTransport>(this: &T, py: Python<'_>) -> PyResult<String> {
+    match this.wrapper(py) {
+        Some(wrapper) => wrapper.bind(py).repr()?.extract(),
+        None => Ok(format!(
+            "<{} closed fd={}>",
+            <T as PyClass>::NAME,
+            this.io().fd()
+        )),
+    }
+}
+
+// pyo3 methods cannot be generic, so the `#[pymethods]` that are the same for every native
+// transport are written for each class by these macros, delegating to the helpers above.
+
+/// `get_protocol()`, the `_fd` getter and the repr.
+macro_rules! common_pymethods {
+    ($transport:ident) => {
+        #[::pyo3::pymethods]
+        impl $transport {
+            fn get_protocol(&self, py: ::pyo3::Python<'_>) -> Option<::pyo3::Py<::pyo3::PyAny>> {
+                $crate::transports::base::NativeTransport::protocol_obj(self, py)
+            }
+
+            #[getter]
+            fn _fd(&self) -> ::std::os::fd::RawFd {
+                $crate::transports::base::NativeTransport::io(self).fd()
+            }
+
+            /// The transport the protocol sees, so error reports about this core name it.
+            fn __repr__(&self, py: ::pyo3::Python<'_>) -> ::pyo3::PyResult<String> {
+                $crate::transports::base::repr(self, py)
+            }
+        }
+    };
+}
+pub(crate) use common_pymethods;
+
+/// `is_reading()`, `pause_reading()`, `resume_reading()`, `is_closing()`, `_start_reading`
+/// (what `_begin` schedules) and the `_reading` getter.
+macro_rules! reading_pymethods {
+    ($transport:ident) => {
+        #[::pyo3::pymethods]
+        impl $transport {
+            fn is_reading(&self, py: ::pyo3::Python<'_>) -> bool {
+                $crate::transports::base::is_reading(self, py)
+            }
+
+            fn pause_reading(slf: &::pyo3::Bound<'_, Self>) -> ::pyo3::PyResult<()> {
+                $crate::transports::base::pause_reading(slf)
+            }
+
+            fn resume_reading(slf: &::pyo3::Bound<'_, Self>) -> ::pyo3::PyResult<()> {
+                $crate::transports::base::resume_reading(slf)
+            }
+
+            fn is_closing(&self, py: ::pyo3::Python<'_>) -> bool {
+                $crate::transports::base::is_closing(self, py)
+            }
+
+            fn _start_reading(slf: &::pyo3::Bound<'_, Self>) -> ::pyo3::PyResult<()> {
+                $crate::transports::base::start_reading(slf)
+            }
+
+            /// Whether the reader is installed.
+            #[getter]
+            fn _reading(&self, py: ::pyo3::Python<'_>) -> bool {
+                $crate::transports::base::is_reader_installed(self, py)
+            }
+        }
+    };
+}
+pub(crate) use reading_pymethods;
+
+/// `get_write_buffer_size()`, `get/set_write_buffer_limits()` and the `_protocol_paused`
+/// getter.
+macro_rules! flow_control_pymethods {
+    ($transport:ident) => {
+        #[::pyo3::pymethods]
+        impl $transport {
+            fn get_write_buffer_size(&self, py: ::pyo3::Python<'_>) -> usize {
+                $crate::transports::base::write_buffer_size(self, py)
+            }
+
+            fn get_write_buffer_limits(&self, py: ::pyo3::Python<'_>) -> (usize, usize) {
+                $crate::transports::base::write_buffer_limits(self, py)
+            }
+
+            /// asyncio's defaults: high 64 KiB, low a quarter of high; `high >= low >= 0`.
+            #[pyo3(signature = (high=None, low=None))]
+            fn set_write_buffer_limits(
+                slf: &::pyo3::Bound<'_, Self>,
+                high: Option<&::pyo3::Bound<'_, ::pyo3::PyAny>>,
+                low: Option<&::pyo3::Bound<'_, ::pyo3::PyAny>>,
+            ) -> ::pyo3::PyResult<()> {
+                $crate::transports::base::set_write_buffer_limits(slf, high, low)
+            }
+
+            #[getter]
+            fn _protocol_paused(&self, py: ::pyo3::Python<'_>) -> bool {
+                $crate::transports::base::protocol_paused(self, py)
+            }
+        }
+    };
+}
+pub(crate) use flow_control_pymethods;
+
+/// `close()`, `abort()`, `_force_close(exc)` and the `_conn_lost` getter of a socket
+/// transport.
+macro_rules! selector_pymethods {
+    ($transport:ident) => {
+        #[::pyo3::pymethods]
+        impl $transport {
+            /// Stops reading; `connection_lost(None)` follows once the buffer is flushed.
+            fn close(slf: &::pyo3::Bound<'_, Self>) -> ::pyo3::PyResult<()> {
+                $crate::transports::base::close(slf)
+            }
+
+            /// Closes at once, dropping buffered data; `connection_lost(None)` follows.
+            fn abort(slf: &::pyo3::Bound<'_, Self>) -> ::pyo3::PyResult<()> {
+                $crate::transports::base::force_close(slf, None)
+            }
+
+            /// `abort()` with the exception `connection_lost` gets (asyncio's TLS layer uses it).
+            #[pyo3(signature = (exc=None))]
+            fn _force_close(
+                slf: &::pyo3::Bound<'_, Self>,
+                exc: Option<::pyo3::Bound<'_, ::pyo3::PyAny>>,
+            ) -> ::pyo3::PyResult<()> {
+                let exc = exc.filter(|e| !e.is_none()).map(::pyo3::Bound::unbind);
+                $crate::transports::base::force_close(slf, exc)
+            }
+
+            #[getter]
+            fn _conn_lost(&self, py: ::pyo3::Python<'_>) -> u32 {
+                let this = $crate::transports::base::NativeTransport::state(self);
+                *<Self as $crate::transports::base::SelectorTransport>::conn_lost(
+                    &mut this.borrow_mut(py),
+                )
+            }
+        }
+    };
+}
+pub(crate) use selector_pymethods;
