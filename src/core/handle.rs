@@ -23,13 +23,7 @@ struct Callback {
 /// cycle is dropped early: a one-shot handle (call_soon, call_later) lets go of its callback
 /// and arguments once it has run or is cancelled, and while it waits, the loop owns it and
 /// reports its contents to the GC (see `traverse_contents`).
-#[pyclass(
-    subclass,
-    frozen,
-    freelist = 256,
-    module = "ferroloop",
-    name = "Handle"
-)]
+#[pyclass(subclass, frozen, module = "ferroloop", name = "Handle")]
 pub struct Handle {
     callback: GilCell<Option<Callback>>,
     context: Py<PyAny>,
@@ -366,7 +360,7 @@ impl Handle {
 }
 
 /// A handle that runs at a deadline on the loop's clock.
-#[pyclass(extends = Handle, frozen, freelist = 256, module = "ferroloop", name = "TimerHandle")]
+#[pyclass(extends = Handle, frozen, module = "ferroloop", name = "TimerHandle")]
 pub struct TimerHandle {
     when: f64,
 }
