@@ -435,12 +435,7 @@ def close_and_collect(loop):
     gc.collect()
 
 
-def test_unclosed_datagram_transport_warns(loop, loop_name, run_async, request):
-    if loop_name == 'ferroloop':
-        # The wrapper and its core form a cycle the GC collects after close(); it may finalize
-        # the socket first, which adds an 'unclosed socket' warning to the transport's.
-        request.applymarker(pytest.mark.xfail(reason='finalization order after loop.close()', strict=False))
-
+def test_unclosed_datagram_transport_warns(loop, run_async):
     async def main():
         tr, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol,
                                                     local_addr=('127.0.0.1', 0))

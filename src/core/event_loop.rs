@@ -3,7 +3,7 @@
 //! in `io.rs`; the Python class `ferroloop.EventLoop` subclasses this one and adds the
 //! rarely-hot API.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use pyo3::exceptions::PyRuntimeError;
@@ -34,6 +34,9 @@ pub struct LoopState {
     /// None once the loop is closed.
     pub reactor: Option<Arc<Reactor>>,
     pub task_factory: Option<Py<PyAny>>,
+    /// The native transports of this loop not yet finished, by object address: `close()`
+    /// tells each to let go of its Python peers (see `_close_core`).
+    pub transports: HashMap<usize, Py<PyAny>>,
 }
 
 #[pyclass(subclass, frozen, module = "ferroloop._ferroloop", name = "LoopCore")]
@@ -135,6 +138,25 @@ impl LoopCore {
         self.state.borrow_mut(py).cancelled_timers += 1;
     }
 
+    /// Records a live native transport (until `unregister_transport`).
+    pub fn register_transport(&self, py: Python<'_>, transport: &Bound<'_, PyAny>) {
+        let previous = self
+            .state
+            .borrow_mut(py)
+            .transports
+            .insert(transport.as_ptr() as usize, transport.clone().unbind());
+        drop(previous);
+    }
+
+    pub fn unregister_transport(&self, py: Python<'_>, transport: &Bound<'_, PyAny>) {
+        let removed = self
+            .state
+            .borrow_mut(py)
+            .transports
+            .remove(&(transport.as_ptr() as usize));
+        drop(removed);
+    }
+
     /// Wakes the poller if the loop is blocked in it (another thread scheduled work).
     pub fn wake(&self, py: Python<'_>) {
         if self.in_poll.get(py) {
@@ -168,6 +190,7 @@ impl LoopCore {
                 events: Events::with_capacity(256),
                 reactor: Some(Arc::new(Reactor { poller, waker })),
                 task_factory: None,
+                transports: HashMap::new(),
             }),
             closed: GilFlag::new(false),
             stopping: GilFlag::new(false),
@@ -264,7 +287,7 @@ impl LoopCore {
             return;
         }
         self.closed.set(py, true);
-        let (ready, timers, watchers, owners, reactor, factory) = {
+        let (ready, timers, watchers, owners, reactor, factory, transports) = {
             let mut st = self.state.borrow_mut(py);
             let reactor = st.reactor.take();
             let (watchers, owners) = match &reactor {
@@ -281,6 +304,7 @@ impl LoopCore {
                 owners,
                 reactor,
                 st.task_factory.take(),
+                std::mem::take(&mut st.transports),
             )
         };
         // Released outside the borrow: dropping them may run arbitrary Python code.
@@ -291,6 +315,14 @@ impl LoopCore {
         }
         drop((ready, timers, watchers, owners, factory));
         drop(reactor);
+        // Transports still open can never hear from this loop again. Each lets go of its
+        // wrapper and protocol now, so refcounting frees them in order (the wrapper's
+        // "unclosed transport" warning closes the socket) rather than the GC freeing the
+        // cycle wrapper <-> core in whatever order it likes, socket first.
+        for transport in transports.values() {
+            let _ = transport.bind(py).call_method0("_loop_closed");
+        }
+        drop(transports);
     }
 
     /// Number of callbacks waiting in the ready queue (for tests and metrics).
@@ -321,6 +353,9 @@ impl LoopCore {
         st.io.traverse(&visit)?;
         if let Some(f) = &st.task_factory {
             visit.call(f)?;
+        }
+        for transport in st.transports.values() {
+            visit.call(transport)?;
         }
         Ok(())
     }

@@ -156,6 +156,10 @@ pub trait NativeTransport: PyClass<Frozen = True> + Sync {
     /// for sockets, `_close(exc)` for pipes.
     fn close_after_error(slf: &Bound<'_, Self>, exc: Py<PyAny>) -> PyResult<()>;
 
+    /// Takes the wrapper and the protocol out of the state (`_loop_closed`); the caller
+    /// drops them once the borrow has ended.
+    fn take_peers(st: &mut Self::State) -> (Option<Py<PyAny>>, Option<Py<PyAny>>);
+
     fn wrapper(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         Self::wrapper_of(&self.state().borrow(py)).map(|w| w.clone_ref(py))
     }
@@ -370,6 +374,7 @@ pub fn begin<T: NativeTransport>(
     if T::OWNS_FD {
         io.set_owner(py, wrapper.as_ref().map(|w| w.clone_ref(py)));
     }
+    io.loop_ref(py).get().register_transport(py, slf.as_any());
     if let (Some(protocol), Some(wrapper)) = (this.protocol_obj(py), wrapper) {
         io.schedule(
             protocol.bind(py),
@@ -422,6 +427,23 @@ pub fn finish(
     };
     drop((protocol, resource));
     lost.and(closed)
+}
+
+/// The transport is done (connection lost, or its resource released): the loop forgets it.
+pub fn retire<T: NativeTransport>(slf: &Bound<'_, T>) {
+    let py = slf.py();
+    slf.get()
+        .io()
+        .loop_ref(py)
+        .get()
+        .unregister_transport(py, slf.as_any());
+}
+
+/// The loop closed while the transport was open: let go of the wrapper and the protocol
+/// (see `LoopCore::_close_core`).
+pub fn loop_closed<T: NativeTransport>(slf: &Bound<'_, T>) {
+    let peers = T::take_peers(&mut slf.get().state().borrow_mut(slf.py()));
+    drop(peers);
 }
 
 /// asyncio's `_fatal_error`: the error is reported (or, when quiet for this transport, only
@@ -571,6 +593,11 @@ macro_rules! common_pymethods {
             /// The transport the protocol sees, so error reports about this core name it.
             fn __repr__(&self, py: ::pyo3::Python<'_>) -> ::pyo3::PyResult<String> {
                 $crate::transports::base::repr(self, py)
+            }
+
+            /// Called by a closing loop (see `base::loop_closed`).
+            fn _loop_closed(slf: &::pyo3::Bound<'_, Self>) {
+                $crate::transports::base::loop_closed(slf)
             }
         }
     };

@@ -220,6 +220,10 @@ impl NativeTransport for DatagramTransport {
         st.protocol.as_ref().map(|p| &p.obj)
     }
 
+    fn take_peers(st: &mut State) -> (Option<Py<PyAny>>, Option<Py<PyAny>>) {
+        (st.wrapper.take(), st.protocol.take().map(|p| p.obj))
+    }
+
     fn is_quiet_error(py: Python<'_>, err: &PyErr) -> bool {
         err.is_instance_of::<PyOSError>(py)
     }
@@ -489,6 +493,7 @@ impl DatagramTransport {
     fn connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        base::retire(slf);
         // The fd must leave epoll before the socket closes (and its number can be reused).
         base::stop_reading(slf);
         DatagramTransport::stop_writing(slf);
@@ -694,6 +699,7 @@ impl DatagramTransport {
     fn _release(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        base::retire(slf);
         let (sock, methods) = {
             let mut st = this.state.borrow_mut(py);
             (st.sock.take(), (st.sendto.take(), st.recvfrom.take()))

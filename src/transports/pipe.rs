@@ -83,6 +83,10 @@ impl NativeTransport for ReadPipeTransport {
         st.protocol.as_ref()
     }
 
+    fn take_peers(st: &mut ReadState) -> (Option<Py<PyAny>>, Option<Py<PyAny>>) {
+        (st.wrapper.take(), st.protocol.take())
+    }
+
     /// EIO is what a pty reports once its other side is closed.
     fn is_quiet_error(py: Python<'_>, err: &PyErr) -> bool {
         is_eio(py, err)
@@ -230,6 +234,7 @@ impl ReadPipeTransport {
     fn _call_connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        base::retire(slf);
         base::stop_reading(slf);
         let (protocol, pipe, method, wrapper) = {
             let mut st = this.state.borrow_mut(py);
@@ -281,6 +286,7 @@ impl ReadPipeTransport {
     fn _release(slf: &Bound<'_, Self>, close: bool) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        base::retire(slf);
         base::stop_reading(slf);
         let pipe = this.state.borrow_mut(py).pipe.take();
         if let (Some(pipe), true) = (&pipe, close) {
@@ -370,6 +376,10 @@ impl NativeTransport for WritePipeTransport {
 
     fn protocol_of(st: &WriteState) -> Option<&Py<PyAny>> {
         st.protocol.as_ref()
+    }
+
+    fn take_peers(st: &mut WriteState) -> (Option<Py<PyAny>>, Option<Py<PyAny>>) {
+        (st.wrapper.take(), st.protocol.take())
     }
 
     fn is_quiet_error(py: Python<'_>, err: &PyErr) -> bool {
@@ -519,6 +529,7 @@ impl WritePipeTransport {
     fn connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        base::retire(slf);
         // The fd must leave epoll before the pipe closes (and its number can be reused).
         WritePipeTransport::stop_writing(slf);
         WritePipeTransport::stop_watching_peer(slf);

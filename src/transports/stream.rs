@@ -136,6 +136,10 @@ impl NativeTransport for StreamTransport {
         st.protocol.as_ref().map(|p| &p.obj)
     }
 
+    fn take_peers(st: &mut State) -> (Option<Py<PyAny>>, Option<Py<PyAny>>) {
+        (st.wrapper.take(), st.protocol.take().map(|p| p.obj))
+    }
+
     /// OSErrors are the peer's doing.
     fn is_quiet_error(py: Python<'_>, err: &PyErr) -> bool {
         err.is_instance_of::<PyOSError>(py)
@@ -461,6 +465,7 @@ impl StreamTransport {
     fn connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        base::retire(slf);
         let (protocol, sock, server, waiter) = {
             let mut st = this.state.borrow_mut(py);
             st.lifecycle.reading = false;
@@ -649,12 +654,15 @@ impl StreamTransport {
 
     /// Closes the socket without telling the protocol (the wrapper's `__del__`, after its
     /// ResourceWarning, for a transport nobody closed).
-    fn _release(&self, py: Python<'_>) -> PyResult<()> {
-        let sock = self.state.borrow_mut(py).sock.take();
+    fn _release(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        base::retire(slf);
+        let sock = this.state.borrow_mut(py).sock.take();
         if let Some(sock) = sock {
-            self.io.unwatch(py, Direction::Read);
-            self.io.unwatch(py, Direction::Write);
-            self.io.set_owner(py, None);
+            this.io.unwatch(py, Direction::Read);
+            this.io.unwatch(py, Direction::Write);
+            this.io.set_owner(py, None);
             sock.bind(py).call_method0("close")?;
         }
         Ok(())
