@@ -12,7 +12,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use super::gil_cell::{GilCell, GilFlag};
 use super::handle::Handle;
-use super::io_table::{IoTable, Ready};
+use super::io_table::{IoTable, NativeWatcher, Ready};
 use super::timer_heap::TimerHeap;
 use crate::errors::{loop_closed, os_error};
 use crate::reactor::{Events, Interest, Poller, Waker};
@@ -26,6 +26,8 @@ pub struct Reactor {
 
 pub struct LoopState {
     pub ready: VecDeque<Ready>,
+    /// Native watchers whose fd the last poll found ready, run before the ready queue.
+    pub io_ready: Vec<NativeWatcher>,
     pub timers: TimerHeap<Py<Handle>>,
     /// Cancelled timers still in the heap, for deciding when to compact it.
     pub cancelled_timers: usize,
@@ -184,6 +186,7 @@ impl LoopCore {
         Ok(LoopCore {
             state: GilCell::new(LoopState {
                 ready: VecDeque::with_capacity(64),
+                io_ready: Vec::with_capacity(64),
                 timers: TimerHeap::default(),
                 cancelled_timers: 0,
                 io: IoTable::default(),

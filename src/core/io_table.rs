@@ -264,12 +264,15 @@ impl IoTable {
 
     /// Queues the watchers an event concerns. An event nobody waits for means epoll still
     /// watches an fd we no longer care about: stop watching it.
+    /// User handles go to the ready queue (after what is already there, as in asyncio);
+    /// native watchers go to `io_ready`, which the loop runs right after the poll.
     pub fn dispatch(
         &mut self,
         py: Python<'_>,
         poller: &Poller,
         event: Event,
         ready: &mut VecDeque<Ready>,
+        io_ready: &mut Vec<NativeWatcher>,
     ) {
         let index = event.fd as usize;
         let Some(entry) = self.slots.get_mut(index).and_then(|e| e.as_mut()) else {
@@ -277,14 +280,15 @@ impl IoTable {
             return;
         };
         let mut stale = false;
-        if event.readable && entry.registered.readable {
-            match &entry.reader {
-                Some(w) => ready.extend(w.to_ready(py)),
-                None => stale = true,
+        for (wanted, watcher) in [
+            (event.readable && entry.registered.readable, &entry.reader),
+            (event.writable && entry.registered.writable, &entry.writer),
+        ] {
+            if !wanted {
+                continue;
             }
-        }
-        if event.writable && entry.registered.writable {
-            match &entry.writer {
+            match watcher {
+                Some(Watcher::Native(n)) => io_ready.push(n.clone_ref(py)),
                 Some(w) => ready.extend(w.to_ready(py)),
                 None => stale = true,
             }

@@ -121,7 +121,8 @@ impl LoopCore {
                 if event.fd == self.waker_fd {
                     reactor.waker.drain();
                 } else {
-                    st.io.dispatch(py, &reactor.poller, event, &mut st.ready);
+                    st.io
+                        .dispatch(py, &reactor.poller, event, &mut st.ready, &mut st.io_ready);
                 }
             }
             events.grow_if_full();
@@ -166,6 +167,63 @@ impl LoopCore {
         self.state.borrow_mut(py).timers.shrink_if_sparse();
     }
 
+    /// Runs one ready item, with debug mode's slow-callback report; a one-shot handle lets go
+    /// of its callback afterwards.
+    fn run_item(slf: &Bound<'_, LoopCore>, item: Ready) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let debug = this.debug.get(py);
+        let started = if debug { monotonic() } else { 0.0 };
+        let outcome = match &item {
+            Ready::Handle(handle) => {
+                let handle = handle.bind(py);
+                if handle.get().is_cancelled(py) {
+                    return Ok(());
+                }
+                Handle::run(handle)
+            }
+            Ready::Native(watcher) => run_native(slf, watcher),
+        };
+        let slow = debug && monotonic() - started >= this.slow_callback_duration.get(py);
+        let reported = match (&outcome, slow) {
+            (RunOutcome::Ok, true) => debug::warn_slow_callback(py, &item, monotonic() - started),
+            _ => Ok(()),
+        };
+        if let Some(handle) = item.handle() {
+            handle.get().release_if_oneshot(py);
+        }
+        drop(item);
+        if let RunOutcome::Propagate(err) = outcome {
+            return Err(err);
+        }
+        reported
+    }
+
+    /// Runs the native watchers (transports, sock_* operations) of the fds the poll found
+    /// ready, at once, as libuv-based loops do: what they schedule (a task waiting for the
+    /// data, say) then runs in this same iteration instead of costing another poll.
+    fn run_io(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let mut io_ready = std::mem::take(&mut this.state.borrow_mut(py).io_ready);
+        let mut result = Ok(());
+        let mut pending = io_ready.drain(..);
+        for watcher in pending.by_ref() {
+            if let Err(err) = LoopCore::run_item(slf, Ready::Native(watcher)) {
+                result = Err(err);
+                break;
+            }
+        }
+        // SystemExit/KeyboardInterrupt left the loop mid-batch: the rest runs next time.
+        let rest: Vec<Ready> = pending.map(Ready::Native).collect();
+        let mut st = this.state.borrow_mut(py);
+        for item in rest.into_iter().rev() {
+            st.ready.push_front(item);
+        }
+        st.io_ready = io_ready;
+        result
+    }
+
     /// Runs the callbacks that were ready when this pass began; those they schedule wait for
     /// the next iteration.
     fn run_ready(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
@@ -176,33 +234,7 @@ impl LoopCore {
             let Some(item) = this.state.borrow_mut(py).ready.pop_front() else {
                 break;
             };
-            let debug = this.debug.get(py);
-            let started = if debug { monotonic() } else { 0.0 };
-            let outcome = match &item {
-                Ready::Handle(handle) => {
-                    let handle = handle.bind(py);
-                    if handle.get().is_cancelled(py) {
-                        continue;
-                    }
-                    Handle::run(handle)
-                }
-                Ready::Native(watcher) => run_native(slf, watcher),
-            };
-            let slow = debug && monotonic() - started >= this.slow_callback_duration.get(py);
-            let reported = match (&outcome, slow) {
-                (RunOutcome::Ok, true) => {
-                    debug::warn_slow_callback(py, &item, monotonic() - started)
-                }
-                _ => Ok(()),
-            };
-            if let Some(handle) = item.handle() {
-                handle.get().release_if_oneshot(py);
-            }
-            drop(item);
-            if let RunOutcome::Propagate(err) = outcome {
-                return Err(err);
-            }
-            reported?;
+            LoopCore::run_item(slf, item)?;
         }
         let mut st = this.state.borrow_mut(py);
         if st.ready.capacity() > READY_CAPACITY_KEPT && st.ready.len() * 4 < st.ready.capacity() {
@@ -224,6 +256,7 @@ impl LoopCore {
         this.drop_cancelled_timers(py);
         let timeout = this.poll_timeout(py);
         this.poll_io(py, timeout)?;
+        LoopCore::run_io(slf)?;
         this.queue_due_timers(py);
         LoopCore::run_ready(slf)
     }
