@@ -155,8 +155,7 @@ class EventLoop(
 
     # Debug mode.
 
-    def get_debug(self):
-        return self._debug
+    # get_debug() is the core's: asyncio.Future() calls it for every future it makes.
 
     def set_debug(self, enabled):
         self._debug = enabled

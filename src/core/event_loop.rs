@@ -245,6 +245,12 @@ impl LoopCore {
         self.stopping.set(py, true);
     }
 
+    /// Whether debug mode is on. (Native, not Python: the C `asyncio.Future` constructor
+    /// calls it for every future and task.)
+    fn get_debug(&self, py: Python<'_>) -> bool {
+        self.debug.get(py)
+    }
+
     #[getter(_debug)]
     fn get_debug_flag(&self, py: Python<'_>) -> bool {
         self.debug.get(py)
