@@ -289,7 +289,8 @@ impl StreamTransport {
                     .as_ref()
                     .and_then(|p| p.data_received.as_ref().map(|m| m.clone_ref(py)));
                 let Some(method) = method else { return Ok(()) };
-                match method.bind(py).call1((data,)) {
+                // Vectorcall: no argument tuple per read.
+                match stdlib::vectorcall(method.bind(py), [data.bind(py)], None) {
                     Ok(_) => Ok(()),
                     Err(err) => StreamTransport::protocol_failed(
                         slf,
