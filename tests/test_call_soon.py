@@ -1,6 +1,9 @@
 """call_soon: order, arguments, contexts, handles, cancellation."""
 
+import asyncio
 import contextvars
+import gc
+import weakref
 
 import pytest
 
@@ -150,3 +153,36 @@ def test_handle_repr_names_the_callback(loop):
     assert 'my_callback' in repr(handle)
     handle.cancel()
     assert 'cancelled' in repr(handle)
+
+
+def test_call_soon_replaced_on_the_loop_is_what_tasks_and_futures_use(loop):
+    calls = []
+    original = loop.call_soon
+
+    def recording(callback, *args, context=None):
+        calls.append(callback)
+        return original(callback, *args, context=context)
+
+    loop.call_soon = recording
+
+    async def main():
+        future = loop.create_future()
+        future.add_done_callback(lambda f: None)
+        loop.call_later(0, future.set_result, None)
+        await future
+
+    loop.run_until_complete(main())
+    assert len(calls) >= 2  # the task's first step, the future's done callbacks
+
+
+def test_closed_loop_is_freed_without_the_gc(loop_factory):
+    loop = loop_factory()
+    loop.run_until_complete(asyncio.sleep(0))
+    loop.close()
+    ref = weakref.ref(loop)
+    gc.disable()
+    try:
+        del loop
+        assert ref() is None
+    finally:
+        gc.enable()

@@ -1,9 +1,14 @@
-"""Handles and the objects their callbacks reference are freed: after running, after
-cancelling, and with a loop that is dropped without being closed."""
+"""Handles and the objects their callbacks and contexts reference are freed: after running,
+after cancelling, and with a loop that is dropped without being closed."""
 
+import asyncio
+import contextvars
 import gc
+import threading
 import warnings
 import weakref
+
+from conftest import HANG_TIMEOUT
 
 
 class Owner:
@@ -83,3 +88,84 @@ def test_unclosed_loop_with_pending_callbacks_is_collected(loop_factory):
         assert collected(loop_ref)
     assert collected(owner_ref)
     assert any('unclosed event loop' in str(w.message) for w in caught)
+
+
+# A request object that keeps its own timeout handle while a context variable holds the
+# request: the handle's context (a copy of the caller's) closes the cycle
+# request -> handle -> context -> request. Web frameworks do exactly this.
+request_var = contextvars.ContextVar('request')
+
+
+class Request(Owner):
+    pass
+
+
+def request_with_timeout(loop, delay):
+    request = Request()
+
+    def in_request_context():
+        request_var.set(request)
+        request.timer = loop.call_later(delay, request.method)
+
+    contextvars.copy_context().run(in_request_context)
+    return request
+
+
+def test_fired_timer_in_a_cycle_through_its_context_is_freed(loop):
+    request = request_with_timeout(loop, 0.001)
+    ref = weakref.ref(request)
+    del request
+    loop.run_until_complete(asyncio.sleep(0.05))
+    assert ref().called
+    assert collected(ref)
+
+
+def test_cancelled_timer_in_a_cycle_through_its_context_is_freed(loop):
+    request = request_with_timeout(loop, 3600)
+    request.timer.cancel()
+    ref = weakref.ref(request)
+    del request
+    loop.run_until_complete(asyncio.sleep(0))  # the loop drops the cancelled timer
+    assert collected(ref)
+
+
+def test_pending_timer_in_a_cycle_through_its_context_is_freed_when_the_loop_closes(loop):
+    ref = weakref.ref(request_with_timeout(loop, 3600))
+    loop.close()
+    assert collected(ref)
+
+
+def test_callbacks_from_a_thread_run_in_its_context_across_collections(loop):
+    # Thousands of callbacks wait at once, each with a copy of the producing thread's
+    # context, while collections run: every one still runs in the context it was sent from.
+    var = contextvars.ContextVar('var')
+    seen = []
+    count = 20_000
+
+    def produce():
+        for i in range(count):
+            var.set(i)
+            loop.call_soon_threadsafe(lambda: seen.append(var.get()))
+            if i % 5_000 == 0:
+                gc.collect()
+        loop.call_soon_threadsafe(loop.stop)
+
+    producer = threading.Thread(target=produce)
+    loop.call_soon(producer.start)
+    loop.call_later(HANG_TIMEOUT, loop.stop)
+    loop.run_forever()
+    producer.join()
+    gc.collect()
+    assert seen == list(range(count))
+
+
+def test_context_kept_from_a_handle_outlives_it(loop):
+    var = contextvars.ContextVar('var')
+    var.set('scheduled')
+    # Handle.get_context() arrived in asyncio with Python 3.12; _context is where it reads.
+    contexts = [loop.call_soon(var.set, 'ran')._context for _ in range(100)]
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    gc.collect()
+    assert [ctx[var] for ctx in contexts] == ['ran'] * 100
+    assert var.get() == 'scheduled'

@@ -86,12 +86,20 @@ pub fn current_thread_id() -> u64 {
     unsafe { libc::pthread_self() as u64 }
 }
 
-/// Handles are not GC-tracked (see `Handle`): for one only this loop holds, report what it
-/// references as the loop's own references, so a loop dropped without `close()` can still be
-/// collected with everything its pending callbacks reference.
+/// A tracked handle is reported as such. An untracked one (see `Handle`) that only this loop
+/// holds has what it references reported as the loop's own references, so a loop dropped
+/// without `close()` can still be collected with everything its pending callbacks reference.
 pub fn visit_owned_handle(handle: &Py<Handle>, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-    // SAFETY: reading the reference count of a live object we hold a reference to.
-    if unsafe { pyo3::ffi::Py_REFCNT(handle.as_ptr()) } == 1 {
+    // SAFETY: reading the GC state and reference count of a live object we hold.
+    let (tracked, refcnt) = unsafe {
+        (
+            pyo3::ffi::PyObject_GC_IsTracked(handle.as_ptr()) != 0,
+            pyo3::ffi::Py_REFCNT(handle.as_ptr()),
+        )
+    };
+    if tracked {
+        visit.call(handle)?;
+    } else if refcnt == 1 {
         handle.get().traverse_contents(visit)?;
     }
     Ok(())
@@ -321,6 +329,7 @@ impl LoopCore {
             handle.get().set_scheduled(py, false);
             // Pending callbacks will never run: release them (closing breaks their cycles).
             handle.get().release_if_oneshot(py);
+            Handle::expose_if_shared(handle.bind(py));
         }
         drop((ready, timers, watchers, owners, factory));
         drop(reactor);

@@ -67,4 +67,10 @@ impl<T: Copy> GilFlag<T> {
     pub fn set(&self, _py: Python<'_>, value: T) {
         self.0.set(value)
     }
+
+    /// For `__traverse__` and `Drop`, which run under the GIL without a `Python` token.
+    #[inline]
+    pub fn get_unguarded(&self) -> T {
+        self.0.get()
+    }
 }

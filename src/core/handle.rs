@@ -9,6 +9,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use super::event_loop::LoopCore;
 use super::gil_cell::{GilCell, GilFlag};
+use super::handle_context::HandleContext;
 use super::stdlib;
 
 struct Callback {
@@ -18,15 +19,17 @@ struct Callback {
 
 /// A scheduled callback.
 ///
-/// Handles are not tracked by Python's GC: `call_soon` makes one per call and tracking them
-/// would trigger collections all the time. Instead, what could tie a handle into a reference
-/// cycle is dropped early: a one-shot handle (call_soon, call_later) lets go of its callback
-/// and arguments once it has run or is cancelled, and while it waits, the loop owns it and
-/// reports its contents to the GC (see `traverse_contents`).
+/// The one-shot handles the loop schedules (call_soon, call_later) are kept out of Python's
+/// GC while the loop holds them (see `new_untracked`): `call_soon` makes one per call, and
+/// tracking them would have the GC scan and promote every pending one, again and again.
+/// Meanwhile the loop reports the contents of those only it holds (`traverse_contents`), so an
+/// unclosed loop is still collected with what its callbacks reference. A handle lets go of its
+/// callback and arguments once it has run or is cancelled, and one that someone else still
+/// holds when the loop lets go of it is tracked from then on (`expose`), like any object.
 #[pyclass(subclass, frozen, module = "ferroloop", name = "Handle")]
 pub struct Handle {
     callback: GilCell<Option<Callback>>,
-    context: Py<PyAny>,
+    context: HandleContext,
     loop_: Py<PyAny>,
     cancelled: GilFlag<bool>,
     /// Runs once (call_soon, call_later); reader/writer handles run on every event.
@@ -37,6 +40,19 @@ pub struct Handle {
     source_traceback: Option<Py<PyAny>>,
     /// Debug mode: the repr at cancellation, so a cancelled handle still names its callback.
     cancelled_repr: GilCell<Option<String>>,
+}
+
+/// Moves a handle the loop made onto the Python heap, out of the GC's lists (PyO3 makes every
+/// class a GC type, tracked from birth). Its deallocator untracks through
+/// `PyObject_GC_UnTrack`, which accepts an untracked object.
+pub fn new_untracked<T: pyo3::PyClass>(
+    py: Python<'_>,
+    value: impl Into<pyo3::PyClassInitializer<T>>,
+) -> PyResult<Py<T>> {
+    let object = Py::new(py, value)?;
+    // SAFETY: a live object of a GC type, referenced only by us.
+    unsafe { ffi::PyObject_GC_UnTrack(object.as_ptr().cast()) };
+    Ok(object)
 }
 
 pub enum RunOutcome {
@@ -57,13 +73,7 @@ impl Handle {
         debug: bool,
         oneshot: bool,
     ) -> PyResult<Handle> {
-        let context = match context {
-            Some(ctx) => ctx,
-            // SAFETY: returns a new reference or NULL with an exception set.
-            None => unsafe {
-                Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())?.unbind()
-            },
-        };
+        let context = HandleContext::new(py, context)?;
         let source_traceback = if debug {
             Some(capture_source_traceback(py)?)
         } else {
@@ -106,11 +116,34 @@ impl Handle {
         }
     }
 
-    /// Reports what the handle references, for the `__traverse__` of its owner. Only call it
-    /// for a handle nobody else references (refcount 1), or the GC could wrongly conclude
-    /// that these objects are unreachable.
+    /// Tracks a handle made by `new_untracked`, and its context, from now on: for one that
+    /// outlives the loop's hold on it (kept after it ran, was cancelled, or its loop closed),
+    /// so that a cycle through it is collected (an object that keeps its own timeout handle,
+    /// with the object in a context variable). Cheap: tracking allocates nothing and does not
+    /// count towards a collection.
+    pub fn expose(slf: &Bound<'_, Handle>) {
+        // SAFETY: a live object of a GC type; tracked only if it is not already.
+        unsafe {
+            if ffi::PyObject_GC_IsTracked(slf.as_ptr()) == 0 {
+                ffi::PyObject_GC_Track(slf.as_ptr().cast());
+            }
+        }
+        slf.get().context.track(slf.py());
+    }
+
+    /// After the loop let go of the handle: exposed if someone else still holds it.
+    pub fn expose_if_shared(slf: &Bound<'_, Handle>) {
+        // SAFETY: reading the reference count of a live object; `slf` is one reference.
+        if unsafe { ffi::Py_REFCNT(slf.as_ptr()) } > 1 {
+            Handle::expose(slf);
+        }
+    }
+
+    /// Reports what the handle references: its own `__traverse__`, and for an untracked one,
+    /// part of its owner's. Only an owner that holds the sole reference may report it, or the
+    /// GC could wrongly conclude that these objects are unreachable.
     pub fn traverse_contents(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.context)?;
+        self.context.traverse(visit)?;
         visit.call(&self.loop_)?;
         if let Some(tb) = &self.source_traceback {
             visit.call(tb)?;
@@ -160,11 +193,15 @@ impl Handle {
             // A loop without an instance dict cannot record it; nothing else depends on it.
             let _ = loop_.setattr("_current_handle", slf);
         }
-        let outcome =
-            match call_in_context(py, this.context.bind(py), callback.bind(py), args.bind(py)) {
-                Ok(()) => RunOutcome::Ok,
-                Err(err) => report_callback_error(py, err, slf.as_any(), &callback, &args, this),
-            };
+        let outcome = match call_in_context(
+            py,
+            this.context.get().bind(py),
+            callback.bind(py),
+            args.bind(py),
+        ) {
+            Ok(()) => RunOutcome::Ok,
+            Err(err) => report_callback_error(py, err, slf.as_any(), &callback, &args, this),
+        };
         if let Some(loop_) = current {
             let _ = loop_.setattr("_current_handle", py.None());
         }
@@ -304,8 +341,13 @@ impl Handle {
         self.cancelled.get(py)
     }
 
-    fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.context.clone_ref(py)
+    fn get_context(slf: &Bound<'_, Self>) -> Py<PyAny> {
+        Handle::expose(slf);
+        slf.get().context.get().clone_ref(slf.py())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.traverse_contents(&visit)
     }
 
     fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -342,8 +384,8 @@ impl Handle {
     }
 
     #[getter]
-    fn _context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.context.clone_ref(py)
+    fn _context(slf: &Bound<'_, Self>) -> Py<PyAny> {
+        Handle::get_context(slf)
     }
 
     #[getter]

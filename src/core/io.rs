@@ -160,6 +160,9 @@ impl LoopCore {
             false,
         )?;
         let handle = Py::new(py, handle)?;
+        // A watcher lives as long as its fd is watched: an ordinary tracked object, context
+        // included (unlike the one-shot handles, see `Handle`).
+        Handle::expose(handle.bind(py));
         this.install_watcher(py, fd, direction, Watcher::Handle(handle.clone_ref(py)))?;
         Ok(handle)
     }

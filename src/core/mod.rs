@@ -4,6 +4,7 @@ pub mod debug;
 pub mod event_loop;
 pub mod gil_cell;
 pub mod handle;
+pub mod handle_context;
 pub mod io;
 pub mod io_table;
 pub mod run;

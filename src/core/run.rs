@@ -42,6 +42,7 @@ impl LoopCore {
             }
             for timer in &removed {
                 timer.get().set_scheduled(py, false);
+                Handle::expose_if_shared(timer.bind(py));
             }
             drop(removed);
             return;
@@ -60,6 +61,7 @@ impl LoopCore {
             match popped {
                 Some((_, timer)) => {
                     timer.get().set_scheduled(py, false);
+                    Handle::expose_if_shared(timer.bind(py));
                     drop(timer);
                 }
                 None => break,
@@ -161,7 +163,9 @@ impl LoopCore {
                     None
                 }
             };
-            drop::<Option<Py<Handle>>>(due);
+            if let Some(cancelled) = due {
+                Handle::expose_if_shared(cancelled.bind(py));
+            }
         }
         // After a burst (100,000 timers), give the heap's memory back.
         self.state.borrow_mut(py).timers.shrink_if_sparse();
@@ -178,6 +182,7 @@ impl LoopCore {
             Ready::Handle(handle) => {
                 let handle = handle.bind(py);
                 if handle.get().is_cancelled(py) {
+                    Handle::expose_if_shared(handle);
                     return Ok(());
                 }
                 Handle::run(handle)
@@ -191,6 +196,7 @@ impl LoopCore {
         };
         if let Some(handle) = item.handle() {
             handle.get().release_if_oneshot(py);
+            Handle::expose_if_shared(handle.bind(py));
         }
         drop(item);
         if let RunOutcome::Propagate(err) = outcome {

@@ -7,7 +7,7 @@ use pyo3::types::PyTuple;
 use pyo3::PyClassInitializer;
 
 use super::event_loop::{current_thread_id, monotonic, LoopCore};
-use super::handle::{Handle, TimerHandle};
+use super::handle::{new_untracked, Handle, TimerHandle};
 use super::io_table::Ready;
 use super::stdlib;
 
@@ -81,7 +81,7 @@ impl LoopCore {
         args: Bound<'_, PyTuple>,
     ) -> PyResult<()> {
         let py = slf.py();
-        let handle = Py::new(py, LoopCore::new_handle(slf, callback, args, None)?)?;
+        let handle = new_untracked(py, LoopCore::new_handle(slf, callback, args, None)?)?;
         slf.get().push_ready(py, handle);
         Ok(())
     }
@@ -112,7 +112,7 @@ impl LoopCore {
         check_callback(py, &callback, method, debug)?;
         let base = LoopCore::new_handle(slf, callback, args, context)?;
         base.set_scheduled(py, true);
-        let timer = Py::new(
+        let timer = new_untracked(
             py,
             PyClassInitializer::from(base).add_subclass(TimerHandle::new(when)),
         )?;
@@ -149,7 +149,7 @@ impl LoopCore {
             this.check_thread(py)?;
         }
         check_callback(py, &callback, "call_soon", debug)?;
-        let handle = Py::new(py, LoopCore::new_handle(slf, callback, args, context)?)?;
+        let handle = new_untracked(py, LoopCore::new_handle(slf, callback, args, context)?)?;
         this.push_ready(py, handle.clone_ref(py));
         Ok(handle)
     }
@@ -166,7 +166,7 @@ impl LoopCore {
         let this = slf.get();
         this.check_closed(py)?;
         check_callback(py, &callback, "call_soon_threadsafe", this.debug.get(py))?;
-        let handle = Py::new(py, LoopCore::new_handle(slf, callback, args, context)?)?;
+        let handle = new_untracked(py, LoopCore::new_handle(slf, callback, args, context)?)?;
         this.push_ready(py, handle.clone_ref(py));
         this.wake(py);
         Ok(handle)
