@@ -28,7 +28,7 @@ $(VENV)/.ready: pyproject.toml
 	$(VENV)/bin/pip install --quiet 'maturin>=1.9,<2' pytest uvloop
 	touch $@
 
-# The benchmark suite (bench/README.md): about 13 minutes; writes bench/results/latest.{md,json,png}.
+# The benchmark suite (bench/README.md): about 10 minutes; writes bench/results/latest.{md,json,png}.
 # `make bench BENCH_ARGS=--quick` for a one-minute smoke run. wrk comes from Debian's packages.
 bench: build
 	$(VENV)/bin/pip install --quiet -r bench/requirements.txt
