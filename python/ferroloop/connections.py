@@ -13,7 +13,7 @@ import socket
 from asyncio import staggered
 from asyncio.log import logger
 
-from .transports import SocketTransport
+from .transports import SocketTransport, until_made
 
 try:
     import ssl as _ssl
@@ -196,11 +196,7 @@ class ConnectionsMixin:
                 ssl_shutdown_timeout=ssl_shutdown_timeout)
         else:
             transport = self._make_socket_transport(sock, protocol, waiter)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
+        await until_made(transport, waiter)
         return transport, protocol
 
     async def create_unix_connection(self, protocol_factory, path=None, *, ssl=None, sock=None,

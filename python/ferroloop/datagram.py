@@ -5,19 +5,18 @@ asyncio 3.11's rules and messages; sending and receiving are done by the native 
 (``_ferroloop.DatagramTransport``).
 """
 
-import os
 import socket
-import stat
 from asyncio import transports
 from asyncio.log import logger
 
 from . import _ferroloop
-from .servers import _set_reuseport
-from .transports import CoreFlowControl, CoreReading, CoreTransport, socket_extra_info
+from .servers import _set_reuseport, remove_stale_unix_socket
+from .transports import (CoreFlowControl, CoreReading, CoreSocket, CoreTransport,
+                         socket_extra_info, until_made)
 
 
-class DatagramTransport(CoreTransport, CoreReading, CoreFlowControl, transports.Transport,
-                        transports.DatagramTransport):
+class DatagramTransport(CoreTransport, CoreSocket, CoreReading, CoreFlowControl,
+                        transports.Transport, transports.DatagramTransport):
     """A UDP or Unix datagram endpoint (``asyncio.DatagramTransport``).
 
     It is also an ``asyncio.Transport``, as asyncio's own datagram transport is (3.11 checks
@@ -47,9 +46,6 @@ class DatagramTransport(CoreTransport, CoreReading, CoreFlowControl, transports.
     def abort(self):
         self._core.abort()
 
-    def _force_close(self, exc):
-        self._core._force_close(exc)
-
     def _fatal_error(self, exc, message='Fatal error on transport'):
         self._core._fatal_error(exc, message)
 
@@ -58,24 +54,8 @@ class DatagramTransport(CoreTransport, CoreReading, CoreFlowControl, transports.
         return self._core._address
 
     @property
-    def _sock(self):
-        return self._extra['socket']._sock if self._core._open else None
-
-    @property
     def _sock_fd(self):
         return self._core._fd
-
-
-def _remove_stale_unix_socket(path):
-    """A socket file left at ``path`` by an earlier run is removed, so bind() can succeed."""
-    try:
-        if stat.S_ISSOCK(os.stat(path).st_mode):
-            os.remove(path)
-    except FileNotFoundError:
-        pass
-    except OSError as err:
-        # The directory may allow creating the socket but not inspecting it.
-        logger.error('Unable to check or remove stale UNIX socket %r: %r', path, err)
 
 
 class DatagramMixin:
@@ -94,7 +74,7 @@ class DatagramMixin:
                 if addr is not None and not isinstance(addr, str):
                     raise TypeError('string is expected')
             if local_addr and local_addr[0] not in (0, '\x00'):
-                _remove_stale_unix_socket(local_addr)
+                remove_stale_unix_socket(local_addr)
             return [((family, proto), (local_addr, remote_addr))]
         # (family, proto) -> [local, remote], in resolution order.
         by_key = {}
@@ -183,9 +163,5 @@ class DatagramMixin:
             else:
                 logger.debug('Datagram endpoint remote_addr=%r created: (%r, %r)',
                              remote_addr, transport, protocol)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
+        await until_made(transport, waiter)
         return transport, protocol

@@ -13,7 +13,7 @@ from asyncio import transports
 from asyncio.log import logger
 
 from . import _ferroloop
-from .transports import CoreFlowControl, CoreReading, CoreTransport, CoreWriting
+from .transports import CoreFlowControl, CoreReading, CoreTransport, CoreWriting, until_made
 
 
 def _check_pipe(pipe, message, allowed):
@@ -135,11 +135,7 @@ class PipesMixin:
         protocol = protocol_factory()
         waiter = self.create_future()
         transport = make_transport(pipe, protocol, waiter)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
+        await until_made(transport, waiter)
         if self.get_debug():
             logger.debug('%s pipe %r connected: (%r, %r)', kind, pipe.fileno(), transport,
                          protocol)

@@ -124,6 +124,18 @@ class Server(events.AbstractServer):
         await waiter
 
 
+def remove_stale_unix_socket(path):
+    """A socket file left at ``path`` by an earlier run is removed, so bind() can succeed."""
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.remove(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        # The directory may allow creating the socket but not inspecting it.
+        logger.error('Unable to check or remove stale UNIX socket %r: %r', path, err)
+
+
 def _set_reuseport(sock):
     if not hasattr(socket, 'SO_REUSEPORT'):
         raise ValueError('reuse_port not supported by socket module')
@@ -316,14 +328,7 @@ class ServersMixin:
             path = os.fspath(path)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             if path[0] not in (0, '\x00'):
-                try:
-                    if stat.S_ISSOCK(os.stat(path).st_mode):
-                        os.remove(path)
-                except FileNotFoundError:
-                    pass
-                except OSError as err:
-                    # The directory may allow creating the socket but not inspecting it.
-                    logger.error('Unable to check or remove stale UNIX socket %r: %r', path, err)
+                remove_stale_unix_socket(path)
             try:
                 sock.bind(path)
             except OSError as exc:

@@ -18,6 +18,16 @@ from asyncio.transports import _FlowControlMixin
 from . import _ferroloop
 
 
+async def until_made(transport, waiter):
+    """Waits for ``waiter``, done once the protocol's ``connection_made`` ran; if that fails or
+    the caller is cancelled, the transport is closed rather than left open behind it."""
+    try:
+        await waiter
+    except BaseException:
+        transport.close()
+        raise
+
+
 def set_nodelay(sock):
     """Small writes go out at once (no Nagle delay) on every TCP connection.
 
@@ -99,6 +109,19 @@ class CoreTransport:
         return self._core.get_protocol()
 
 
+class CoreSocket:
+    """What the socket transports (stream, datagram) share of asyncio's private surface."""
+
+    __slots__ = ()
+
+    def _force_close(self, exc):
+        self._core._force_close(exc)
+
+    @property
+    def _sock(self):
+        return self._extra['socket']._sock if self._core._open else None
+
+
 class CoreReading:
     """``is_reading``/``pause_reading``/``resume_reading`` of a transport that reads."""
 
@@ -170,7 +193,7 @@ class CoreFlowControl(_FlowControlMixin):
         return self._core.get_write_buffer_limits()[1]
 
 
-class SocketTransport(CoreTransport, CoreReading, CoreWriting, CoreFlowControl):
+class SocketTransport(CoreTransport, CoreSocket, CoreReading, CoreWriting, CoreFlowControl):
     """A TCP or Unix stream connection (``asyncio.Transport``)."""
 
     _start_tls_compatible = True
@@ -193,15 +216,8 @@ class SocketTransport(CoreTransport, CoreReading, CoreWriting, CoreFlowControl):
         return ('read=polling' if core._reading else 'read=idle',
                 f"write=<{'polling' if size else 'idle'}, bufsize={size}>")
 
-    def _force_close(self, exc):
-        self._core._force_close(exc)
-
     def _make_empty_waiter(self):
         return self._core._make_empty_waiter()
 
     def _reset_empty_waiter(self):
         self._core._reset_empty_waiter()
-
-    @property
-    def _sock(self):
-        return self._extra['socket']._sock if self._core._open else None
