@@ -167,15 +167,20 @@ impl LoopCore {
         Ok(handle)
     }
 
+    /// `remove_reader`/`remove_writer`; `check_transport` false is asyncio's `_remove_reader`/
+    /// `_remove_writer`, for the loop's own helpers working on a transport's fd (sendfile).
     fn remove_handle_watcher(
         slf: &Bound<'_, LoopCore>,
         fileobj: &Bound<'_, PyAny>,
         direction: Direction,
+        check_transport: bool,
     ) -> PyResult<bool> {
         let py = slf.py();
         let this = slf.get();
         let number = fileobj_number(fileobj)?;
-        this.ensure_fd_no_transport(py, number, fileobj)?;
+        if check_transport {
+            this.ensure_fd_no_transport(py, number, fileobj)?;
+        }
         if this.closed.get(py) {
             return Ok(false);
         }
@@ -302,27 +307,14 @@ impl LoopCore {
         )
     }
 
-    /// `remove_reader` without the transport check (asyncio's `_remove_reader`): for the
-    /// loop's own helpers working on a transport's fd (sendfile).
+    /// `remove_reader` without the transport check (asyncio's `_remove_reader`).
     fn _remove_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let py = slf.py();
-        let number = fileobj_number(fd)?;
-        if slf.get().closed.get(py) {
-            return Ok(false);
-        }
-        slf.get()
-            .uninstall_watcher(py, valid_fd(number)?, Direction::Read)
+        LoopCore::remove_handle_watcher(slf, fd, Direction::Read, false)
     }
 
     /// `remove_writer` without the transport check (asyncio's `_remove_writer`).
     fn _remove_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let py = slf.py();
-        let number = fileobj_number(fd)?;
-        if slf.get().closed.get(py) {
-            return Ok(false);
-        }
-        slf.get()
-            .uninstall_watcher(py, valid_fd(number)?, Direction::Write)
+        LoopCore::remove_handle_watcher(slf, fd, Direction::Write, false)
     }
 
     /// RuntimeError if a live transport owns `fd`.
@@ -333,11 +325,11 @@ impl LoopCore {
 
     /// Stops watching `fd` for reading; True if a reader was registered.
     fn remove_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
-        LoopCore::remove_handle_watcher(slf, fd, Direction::Read)
+        LoopCore::remove_handle_watcher(slf, fd, Direction::Read, true)
     }
 
     /// Stops watching `fd` for writing; True if a writer was registered.
     fn remove_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
-        LoopCore::remove_handle_watcher(slf, fd, Direction::Write)
+        LoopCore::remove_handle_watcher(slf, fd, Direction::Write, true)
     }
 }

@@ -439,6 +439,22 @@ pub fn retire<T: NativeTransport>(slf: &Bound<'_, T>) {
         .unregister_transport(py, slf.as_any());
 }
 
+/// The end of a socket transport's `_release`: once the transport has let go of `sock`, stop
+/// watching the fd and close the socket, without telling the protocol (the wrapper's
+/// `__del__`, after its ResourceWarning, for a transport nobody closed).
+pub fn release_socket<T: SelectorTransport>(
+    slf: &Bound<'_, T>,
+    sock: Option<Py<PyAny>>,
+) -> PyResult<()> {
+    let Some(sock) = sock else { return Ok(()) };
+    let py = slf.py();
+    stop_reading(slf);
+    T::stop_writing(slf);
+    slf.get().io().set_owner(py, None);
+    sock.bind(py).call_method0("close")?;
+    Ok(())
+}
+
 /// The loop closed while the transport was open: let go of the wrapper and the protocol
 /// (see `LoopCore::_close_core`).
 pub fn loop_closed<T: NativeTransport>(slf: &Bound<'_, T>) {
@@ -572,6 +588,54 @@ pub fn repr<T: NativeTransport>(this: &T, py: Python<'_>) -> PyResult<String> {
         )),
     }
 }
+
+/// The [`NativeTransport`] accessors every transport writes the same way, for a class with
+/// `io` and `state` fields whose state holds `wrapper` and `protocol`. `protocol` is the
+/// protocol object itself, or (second form) a struct that holds it in its `obj` field.
+macro_rules! native_transport_fields {
+    ($state:ty) => {
+        $crate::transports::base::native_transport_fields!(@common $state);
+
+        fn protocol_of(st: &$state) -> Option<&::pyo3::Py<::pyo3::PyAny>> {
+            st.protocol.as_ref()
+        }
+
+        fn take_peers(
+            st: &mut $state,
+        ) -> (Option<::pyo3::Py<::pyo3::PyAny>>, Option<::pyo3::Py<::pyo3::PyAny>>) {
+            (st.wrapper.take(), st.protocol.take())
+        }
+    };
+    ($state:ty, obj) => {
+        $crate::transports::base::native_transport_fields!(@common $state);
+
+        fn protocol_of(st: &$state) -> Option<&::pyo3::Py<::pyo3::PyAny>> {
+            st.protocol.as_ref().map(|p| &p.obj)
+        }
+
+        fn take_peers(
+            st: &mut $state,
+        ) -> (Option<::pyo3::Py<::pyo3::PyAny>>, Option<::pyo3::Py<::pyo3::PyAny>>) {
+            (st.wrapper.take(), st.protocol.take().map(|p| p.obj))
+        }
+    };
+    (@common $state:ty) => {
+        type State = $state;
+
+        fn io(&self) -> &$crate::transports::base::LoopFd {
+            &self.io
+        }
+
+        fn state(&self) -> &$crate::core::gil_cell::GilCell<$state> {
+            &self.state
+        }
+
+        fn wrapper_of(st: &$state) -> Option<&::pyo3::Py<::pyo3::PyAny>> {
+            st.wrapper.as_ref()
+        }
+    };
+}
+pub(crate) use native_transport_fields;
 
 // pyo3 methods cannot be generic, so the `#[pymethods]` that are the same for every native
 // transport are written for each class by these macros, delegating to the helpers above.

@@ -201,28 +201,9 @@ fn sockaddr_to_py(
 }
 
 impl NativeTransport for DatagramTransport {
-    type State = State;
+    base::native_transport_fields!(State, obj);
+
     const OWNS_FD: bool = true;
-
-    fn io(&self) -> &LoopFd {
-        &self.io
-    }
-
-    fn state(&self) -> &GilCell<State> {
-        &self.state
-    }
-
-    fn wrapper_of(st: &State) -> Option<&Py<PyAny>> {
-        st.wrapper.as_ref()
-    }
-
-    fn protocol_of(st: &State) -> Option<&Py<PyAny>> {
-        st.protocol.as_ref().map(|p| &p.obj)
-    }
-
-    fn take_peers(st: &mut State) -> (Option<Py<PyAny>>, Option<Py<PyAny>>) {
-        (st.wrapper.take(), st.protocol.take().map(|p| p.obj))
-    }
 
     fn is_quiet_error(py: Python<'_>, err: &PyErr) -> bool {
         err.is_instance_of::<PyOSError>(py)
@@ -705,13 +686,7 @@ impl DatagramTransport {
             (st.sock.take(), (st.sendto.take(), st.recvfrom.take()))
         };
         drop(methods);
-        if let Some(sock) = sock {
-            base::stop_reading(slf);
-            DatagramTransport::stop_writing(slf);
-            this.io.set_owner(py, None);
-            sock.bind(py).call_method0("close")?;
-        }
-        Ok(())
+        base::release_socket(slf, sock)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {

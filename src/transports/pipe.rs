@@ -64,28 +64,9 @@ pub struct ReadPipeTransport {
 }
 
 impl NativeTransport for ReadPipeTransport {
-    type State = ReadState;
+    base::native_transport_fields!(ReadState);
+
     const OWNS_FD: bool = false;
-
-    fn io(&self) -> &LoopFd {
-        &self.io
-    }
-
-    fn state(&self) -> &GilCell<ReadState> {
-        &self.state
-    }
-
-    fn wrapper_of(st: &ReadState) -> Option<&Py<PyAny>> {
-        st.wrapper.as_ref()
-    }
-
-    fn protocol_of(st: &ReadState) -> Option<&Py<PyAny>> {
-        st.protocol.as_ref()
-    }
-
-    fn take_peers(st: &mut ReadState) -> (Option<Py<PyAny>>, Option<Py<PyAny>>) {
-        (st.wrapper.take(), st.protocol.take())
-    }
 
     /// EIO is what a pty reports once its other side is closed.
     fn is_quiet_error(py: Python<'_>, err: &PyErr) -> bool {
@@ -362,28 +343,9 @@ pub struct WritePipeTransport {
 }
 
 impl NativeTransport for WritePipeTransport {
-    type State = WriteState;
+    base::native_transport_fields!(WriteState);
+
     const OWNS_FD: bool = false;
-
-    fn io(&self) -> &LoopFd {
-        &self.io
-    }
-
-    fn state(&self) -> &GilCell<WriteState> {
-        &self.state
-    }
-
-    fn wrapper_of(st: &WriteState) -> Option<&Py<PyAny>> {
-        st.wrapper.as_ref()
-    }
-
-    fn protocol_of(st: &WriteState) -> Option<&Py<PyAny>> {
-        st.protocol.as_ref()
-    }
-
-    fn take_peers(st: &mut WriteState) -> (Option<Py<PyAny>>, Option<Py<PyAny>>) {
-        (st.wrapper.take(), st.protocol.take())
-    }
 
     fn is_quiet_error(py: Python<'_>, err: &PyErr) -> bool {
         err.is_instance_of::<PyOSError>(py)

@@ -117,28 +117,9 @@ pub struct StreamTransport {
 }
 
 impl NativeTransport for StreamTransport {
-    type State = State;
+    base::native_transport_fields!(State, obj);
+
     const OWNS_FD: bool = true;
-
-    fn io(&self) -> &LoopFd {
-        &self.io
-    }
-
-    fn state(&self) -> &GilCell<State> {
-        &self.state
-    }
-
-    fn wrapper_of(st: &State) -> Option<&Py<PyAny>> {
-        st.wrapper.as_ref()
-    }
-
-    fn protocol_of(st: &State) -> Option<&Py<PyAny>> {
-        st.protocol.as_ref().map(|p| &p.obj)
-    }
-
-    fn take_peers(st: &mut State) -> (Option<Py<PyAny>>, Option<Py<PyAny>>) {
-        (st.wrapper.take(), st.protocol.take().map(|p| p.obj))
-    }
 
     /// OSErrors are the peer's doing.
     fn is_quiet_error(py: Python<'_>, err: &PyErr) -> bool {
@@ -656,17 +637,9 @@ impl StreamTransport {
     /// Closes the socket without telling the protocol (the wrapper's `__del__`, after its
     /// ResourceWarning, for a transport nobody closed).
     fn _release(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
         base::retire(slf);
-        let sock = this.state.borrow_mut(py).sock.take();
-        if let Some(sock) = sock {
-            this.io.unwatch(py, Direction::Read);
-            this.io.unwatch(py, Direction::Write);
-            this.io.set_owner(py, None);
-            sock.bind(py).call_method0("close")?;
-        }
-        Ok(())
+        let sock = slf.get().state.borrow_mut(slf.py()).sock.take();
+        base::release_socket(slf, sock)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
