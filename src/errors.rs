@@ -2,8 +2,8 @@
 
 use std::io;
 
-use pyo3::exceptions::{PyOSError, PyRuntimeError};
-use pyo3::PyErr;
+use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError, PyRuntimeError, PySystemExit};
+use pyo3::{PyErr, Python};
 
 /// `OSError(errno, strerror)`: Python's OSError constructor picks the subclass from the errno
 /// (`ConnectionResetError`, `BlockingIOError`, ...), exactly as a failing socket call in
@@ -13,10 +13,6 @@ pub fn os_error(err: io::Error) -> PyErr {
         Some(errno) => PyOSError::new_err((errno, strerror(errno))),
         None => PyOSError::new_err(err.to_string()),
     }
-}
-
-pub fn os_error_from_errno(errno: i32) -> PyErr {
-    PyOSError::new_err((errno, strerror(errno)))
 }
 
 /// The C library's message for an errno, as `os.strerror` gives it.
@@ -31,6 +27,12 @@ pub fn strerror(errno: i32) -> String {
 
 pub fn loop_closed() -> PyErr {
     PyRuntimeError::new_err("Event loop is closed")
+}
+
+/// SystemExit and KeyboardInterrupt leave the loop: no callback, transport or handler
+/// swallows them.
+pub fn is_fatal_signal(py: Python<'_>, err: &PyErr) -> bool {
+    err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use pyo3::{PyTraverseError, PyVisit};
+use pyo3::{intern, PyTraverseError, PyVisit};
 
 use crate::core::event_loop::LoopCore;
 use crate::core::gil_cell::GilCell;
@@ -144,7 +144,7 @@ impl SockOp {
         let op = unsafe { target.cast_unchecked::<SockOp>() };
         let this = op.get();
         let future = this.future.bind(py);
-        if future.call_method0("done")?.is_truthy()? {
+        if future.call_method0(intern!(py, "done"))?.is_truthy()? {
             // Cancelled while waiting and not yet abandoned.
             lp.get()
                 .clear_native_watcher_of(py, this.fd, this.direction, target);
@@ -155,13 +155,16 @@ impl SockOp {
             Ok(Progress::Done(value)) => {
                 lp.get()
                     .clear_native_watcher_of(py, this.fd, this.direction, target);
-                future.call_method1("set_result", (value,))?;
+                future.call_method1(intern!(py, "set_result"), (value,))?;
                 Ok(())
             }
             Err(err) => {
                 lp.get()
                     .clear_native_watcher_of(py, this.fd, this.direction, target);
-                future.call_method1("set_exception", (os_error(err).into_value(py),))?;
+                future.call_method1(
+                    intern!(py, "set_exception"),
+                    (os_error(err).into_value(py),),
+                )?;
                 Ok(())
             }
         }
@@ -175,8 +178,11 @@ impl SockOp {
         operation: Operation,
     ) -> PyResult<Py<SockOp>> {
         let py = slf.py();
-        slf.call_method1("_ensure_fd_no_transport", (fd,))?;
-        let future = slf.call_method0("create_future")?.unbind();
+        let fd_obj = fd.into_pyobject(py)?;
+        slf.get()
+            .ensure_fd_no_transport(py, fd.into(), fd_obj.as_any())?;
+        // Through Python: a loop subclass may make its own futures.
+        let future = slf.call_method0(intern!(py, "create_future"))?.unbind();
         let op = Py::new(
             py,
             SockOp {
@@ -197,7 +203,7 @@ impl SockOp {
 }
 
 fn socket_fd(sock: &Bound<'_, PyAny>) -> PyResult<RawFd> {
-    sock.call_method0("fileno")?.extract()
+    sock.call_method0(intern!(sock.py(), "fileno"))?.extract()
 }
 
 #[pymethods]

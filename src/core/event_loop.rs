@@ -53,7 +53,6 @@ pub struct LoopCore {
     /// True while the loop waits in the poller with the GIL released: only then does
     /// `call_soon_threadsafe` need to write to the waker.
     pub(crate) in_poll: GilFlag<bool>,
-    pub(crate) waker_fd: i32,
     /// One buffer for every read the loop does on the user's behalf (allocated on first use).
     read_buffer: GilCell<Vec<u8>>,
     pub(crate) clock_resolution: f64,
@@ -190,7 +189,6 @@ impl LoopCore {
         poller
             .add(waker.as_raw_fd(), Interest::READABLE)
             .map_err(os_error)?;
-        let waker_fd = waker.as_raw_fd();
         Ok(LoopCore {
             state: GilCell::new(LoopState {
                 ready: VecDeque::with_capacity(64),
@@ -209,7 +207,6 @@ impl LoopCore {
             slow_callback_duration: GilFlag::new(0.1),
             thread_id: GilFlag::new(None),
             in_poll: GilFlag::new(false),
-            waker_fd,
             read_buffer: GilCell::new(Vec::new()),
             clock_resolution: clock_resolution(),
         })

@@ -1,7 +1,6 @@
 //! `Handle` and `TimerHandle`: a callback with its arguments and context, as `call_soon`,
 //! `call_later` and `add_reader` return them.
 
-use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
@@ -11,6 +10,7 @@ use super::event_loop::LoopCore;
 use super::gil_cell::{GilCell, GilFlag};
 use super::handle_context::HandleContext;
 use super::stdlib;
+use crate::errors::is_fatal_signal;
 
 struct Callback {
     callback: Py<PyAny>,
@@ -30,7 +30,7 @@ struct Callback {
 pub struct Handle {
     callback: GilCell<Option<Callback>>,
     context: HandleContext,
-    loop_: Py<PyAny>,
+    loop_: Py<LoopCore>,
     cancelled: GilFlag<bool>,
     /// Runs once (call_soon, call_later); reader/writer handles run on every event.
     oneshot: bool,
@@ -69,7 +69,7 @@ impl Handle {
         callback: Py<PyAny>,
         args: Py<PyTuple>,
         context: Option<Py<PyAny>>,
-        loop_: Py<PyAny>,
+        loop_: Py<LoopCore>,
         debug: bool,
         oneshot: bool,
     ) -> PyResult<Handle> {
@@ -93,14 +93,6 @@ impl Handle {
 
     pub fn is_cancelled(&self, py: Python<'_>) -> bool {
         self.cancelled.get(py)
-    }
-
-    pub fn loop_obj(&self) -> &Py<PyAny> {
-        &self.loop_
-    }
-
-    pub fn is_scheduled(&self, py: Python<'_>) -> bool {
-        self.scheduled.get(py)
     }
 
     pub fn set_scheduled(&self, py: Python<'_>, scheduled: bool) {
@@ -165,7 +157,7 @@ impl Handle {
             return Ok(false);
         }
         this.cancelled.set(py, true);
-        if loop_debug(py, &this.loop_) {
+        if this.loop_.get().debug_enabled(py) {
             // Taken once cancelled, as asyncio does: "<Handle cancelled cb() at ...>" keeps
             // naming the callback after it is dropped.
             let text = repr_of(slf)?;
@@ -276,7 +268,7 @@ fn report_callback_error(
     args: &Py<PyTuple>,
     this: &Handle,
 ) -> RunOutcome {
-    if err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py) {
+    if is_fatal_signal(py, &err) {
         return RunOutcome::Propagate(err);
     }
     let result = (|| -> PyResult<()> {
@@ -316,14 +308,6 @@ fn created_at(py: Python<'_>, tb: &Option<Py<PyAny>>) -> PyResult<Option<String>
     let filename = frame.get_item(0)?.str()?;
     let lineno = frame.get_item(1)?.str()?;
     Ok(Some(format!("created at {filename}:{lineno}")))
-}
-
-fn loop_debug(py: Python<'_>, loop_: &Py<PyAny>) -> bool {
-    loop_
-        .bind(py)
-        .cast::<LoopCore>()
-        .map(|l| l.get().debug_enabled(py))
-        .unwrap_or(false)
 }
 
 fn repr_of(slf: &Bound<'_, Handle>) -> PyResult<String> {
@@ -379,7 +363,7 @@ impl Handle {
     }
 
     #[getter]
-    fn _loop(&self, py: Python<'_>) -> Py<PyAny> {
+    fn _loop(&self, py: Python<'_>) -> Py<LoopCore> {
         self.loop_.clone_ref(py)
     }
 
@@ -419,9 +403,7 @@ impl TimerHandle {
         let py = slf.py();
         let base = slf.as_super();
         if Handle::mark_cancelled(base)? && base.get().scheduled.get(py) {
-            if let Ok(loop_) = base.get().loop_.bind(py).cast::<LoopCore>() {
-                loop_.get().timer_cancelled(py);
-            }
+            base.get().loop_.get().timer_cancelled(py);
         }
         Ok(())
     }

@@ -66,7 +66,7 @@ fn release(watcher: Option<Watcher>, py: Python<'_>) -> PyResult<bool> {
 
 impl LoopCore {
     /// asyncio refuses `add_reader` & co. on an fd that a live transport owns.
-    fn ensure_fd_no_transport(
+    pub(crate) fn ensure_fd_no_transport(
         &self,
         py: Python<'_>,
         number: i64,
@@ -155,7 +155,7 @@ impl LoopCore {
             callback.unbind(),
             args.unbind(),
             None,
-            slf.clone().into_any().unbind(),
+            slf.clone().unbind(),
             debug,
             false,
         )?;
@@ -221,10 +221,6 @@ impl LoopCore {
             target,
         );
         drop(removed);
-    }
-
-    pub fn has_watcher(&self, py: Python<'_>, fd: RawFd, direction: Direction) -> bool {
-        self.state.borrow(py).io.has_watcher(fd, direction)
     }
 
     /// Records the transport owning `fd` (None to release it).

@@ -196,13 +196,6 @@ impl IoTable {
         previous
     }
 
-    pub fn has_watcher(&self, fd: RawFd, direction: Direction) -> bool {
-        self.entry(fd).is_some_and(|e| match direction {
-            Direction::Read => e.reader.is_some(),
-            Direction::Write => e.writer.is_some(),
-        })
-    }
-
     /// Installs a watcher, returning the one it replaces (for the caller to drop once its
     /// borrow of the loop state has ended). On failure the table is left as it was and the
     /// new watcher is handed back.

@@ -3,7 +3,6 @@
 use std::io;
 use std::time::Duration;
 
-use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -11,7 +10,7 @@ use super::debug;
 use super::event_loop::{monotonic, LoopCore};
 use super::handle::{Handle, RunOutcome};
 use super::io_table::{NativeWatcher, Ready};
-use crate::errors::os_error;
+use crate::errors::{is_fatal_signal, os_error};
 
 /// asyncio's MAXIMUM_SELECT_TIMEOUT: never sleep longer than a day in one poll.
 const MAX_POLL_TIMEOUT: f64 = 24.0 * 3600.0;
@@ -120,7 +119,7 @@ impl LoopCore {
             let mut guard = self.state.borrow_mut(py);
             let st = &mut *guard;
             for event in events.iter() {
-                if event.fd == self.waker_fd {
+                if event.fd == reactor.waker.as_raw_fd() {
                     reactor.waker.drain();
                 } else {
                     st.io
@@ -274,12 +273,7 @@ fn run_native(slf: &Bound<'_, LoopCore>, watcher: &NativeWatcher) -> RunOutcome 
     let target = watcher.target.bind(py);
     match (watcher.on_ready)(slf, target) {
         Ok(()) => RunOutcome::Ok,
-        Err(err)
-            if err.is_instance_of::<PySystemExit>(py)
-                || err.is_instance_of::<PyKeyboardInterrupt>(py) =>
-        {
-            RunOutcome::Propagate(err)
-        }
+        Err(err) if is_fatal_signal(py, &err) => RunOutcome::Propagate(err),
         Err(err) => {
             let reported = (|| -> PyResult<()> {
                 let context = PyDict::new(py);

@@ -67,7 +67,7 @@ impl LoopCore {
             callback.unbind(),
             args.unbind(),
             context.map(Bound::unbind),
-            slf.clone().into_any().unbind(),
+            slf.clone().unbind(),
             slf.get().debug.get(py),
             true,
         )
@@ -264,7 +264,7 @@ impl LoopCore {
             Some(factory) => {
                 let factory = factory.bind(py);
                 let task = match context {
-                    None => stdlib::vectorcall(factory, [lp, coro], None)?,
+                    None => factory.call1((lp, coro))?,
                     Some(c) => stdlib::vectorcall(
                         factory,
                         [lp, coro, c],

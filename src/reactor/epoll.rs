@@ -51,14 +51,6 @@ impl Events {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     pub fn capacity(&self) -> usize {
         self.buf.len()
     }
@@ -120,10 +112,6 @@ impl Poller {
             epfd,
             has_pwait2: AtomicBool::new(true),
         })
-    }
-
-    pub fn as_raw_fd(&self) -> RawFd {
-        self.epfd.as_raw_fd()
     }
 
     fn ctl(&self, op: libc::c_int, fd: RawFd, interest: Interest) -> io::Result<()> {

@@ -21,6 +21,7 @@ use crate::core::event_loop::LoopCore;
 use crate::core::gil_cell::GilCell;
 use crate::core::io_table::{Direction, NativeFn, NativeWatcher};
 use crate::core::stdlib;
+use crate::errors::is_fatal_signal;
 
 /// asyncio's `max_size`: the most one read hands to the protocol.
 pub const MAX_READ: usize = 256 * 1024;
@@ -463,13 +464,18 @@ pub fn loop_closed<T: NativeTransport>(slf: &Bound<'_, T>) {
 }
 
 /// asyncio's `_fatal_error`: the error is reported (or, when quiet for this transport, only
-/// logged in debug mode), then the transport closes with it.
+/// logged in debug mode), then the transport closes with it. SystemExit and
+/// KeyboardInterrupt (from a protocol callback) are not the transport's to report: they leave
+/// the loop.
 pub fn fatal_error<T: NativeTransport>(
     slf: &Bound<'_, T>,
     err: PyErr,
     message: &str,
 ) -> PyResult<()> {
     let py = slf.py();
+    if is_fatal_signal(py, &err) {
+        return Err(err);
+    }
     let this = slf.get();
     let quiet = T::is_quiet_error(py, &err);
     // into_value: the exception with its traceback attached (value() leaves it off).
@@ -563,7 +569,7 @@ pub fn set_write_buffer_limits<T: FlowControlled>(
     low: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<()> {
     let py = slf.py();
-    let (high, low) = water_marks(py, high, low)?;
+    let (high, low) = water_marks(high, low)?;
     T::flow_control(&mut slf.get().state().borrow_mut(py))
         .0
         .set_limits(high, low);

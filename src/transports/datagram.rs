@@ -25,7 +25,6 @@ use super::base::{
     self, FlowControlled, Lifecycle, LoopFd, NativeTransport, ReadingTransport, SelectorTransport,
 };
 use super::flow_control::FlowControl;
-use super::report::is_fatal_signal;
 use crate::core::event_loop::LoopCore;
 use crate::core::gil_cell::GilCell;
 use crate::core::io_table::{Direction, NativeFn};
@@ -255,20 +254,12 @@ impl DatagramTransport {
         )
     }
 
-    /// asyncio's `_fatal_error`; SystemExit and KeyboardInterrupt leave the loop.
-    fn fatal_error(slf: &Bound<'_, Self>, err: PyErr, message: &str) -> PyResult<()> {
-        if is_fatal_signal(slf.py(), &err) {
-            return Err(err);
-        }
-        base::fatal_error(slf, err, message)
-    }
-
     /// `protocol.error_received(exc)` for an OSError of a send or receive; anything else is
     /// fatal to the transport.
     fn send_or_receive_failed(slf: &Bound<'_, Self>, err: PyErr, message: &str) -> PyResult<()> {
         let py = slf.py();
         if !err.is_instance_of::<PyOSError>(py) {
-            return DatagramTransport::fatal_error(slf, err, message);
+            return base::fatal_error(slf, err, message);
         }
         let this = slf.get();
         let exc = err.into_value(py);
@@ -646,7 +637,7 @@ impl DatagramTransport {
     /// asyncio's `_fatal_error(exc, message)`.
     #[pyo3(signature = (exc, message="Fatal error on transport"))]
     fn _fatal_error(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>, message: &str) -> PyResult<()> {
-        DatagramTransport::fatal_error(slf, PyErr::from_value(exc), message)
+        base::fatal_error(slf, PyErr::from_value(exc), message)
     }
 
     fn set_protocol(&self, py: Python<'_>, protocol: &Bound<'_, PyAny>) {

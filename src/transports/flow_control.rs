@@ -8,11 +8,9 @@ pub const DEFAULT_HIGH_WATER: i64 = 64 * 1024;
 /// `(high, low)` from the optional arguments of `set_write_buffer_limits`: high defaults to
 /// 64 KiB (or 4 × low), low to high / 4; `high >= low >= 0` or ValueError.
 pub fn water_marks(
-    py: Python<'_>,
     high: Option<&Bound<'_, PyAny>>,
     low: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<(usize, usize)> {
-    let _ = py;
     let given = |v: Option<&Bound<'_, PyAny>>| -> PyResult<Option<i64>> {
         match v {
             Some(v) if !v.is_none() => Ok(Some(v.extract()?)),

@@ -132,10 +132,7 @@ impl ReadPipeTransport {
                     .as_ref()
                     .map(|m| m.clone_ref(py));
                 match method {
-                    Some(method) => {
-                        crate::core::stdlib::vectorcall(method.bind(py), [data.bind(py)], None)
-                            .map(drop)
-                    }
+                    Some(method) => method.bind(py).call1((data,)).map(drop),
                     None => match this.protocol_obj(py) {
                         // No data_received: raise what asyncio's call would.
                         Some(p) => p.bind(py).call_method1("data_received", (data,)).map(drop),

@@ -3,17 +3,12 @@
 //! transport) and failing flow-control callbacks (`_maybe_pause_protocol` /
 //! `_maybe_resume_protocol`).
 
-use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::core::event_loop::LoopCore;
 use crate::core::stdlib;
-
-/// SystemExit and KeyboardInterrupt leave the loop; no transport swallows them.
-pub fn is_fatal_signal(py: Python<'_>, err: &PyErr) -> bool {
-    err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py)
-}
+use crate::errors::is_fatal_signal;
 
 /// The report half of asyncio's `_fatal_error`: an error that is the peer's or the system's
 /// doing (`quiet`: an OSError, or EIO on a pty) is only logged in debug mode; anything else

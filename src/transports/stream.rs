@@ -24,7 +24,7 @@ use super::base::{
     MAX_READ,
 };
 use super::flow_control::FlowControl;
-use super::report::{is_fatal_signal, log_transport};
+use super::report::log_transport;
 use super::write_buffer::WriteBuffer;
 use crate::core::event_loop::LoopCore;
 use crate::core::gil_cell::GilCell;
@@ -185,14 +185,6 @@ impl StreamTransport {
         )
     }
 
-    /// Reports an error from a protocol callback (never the loop's business to raise it).
-    fn protocol_failed(slf: &Bound<'_, Self>, err: PyErr, message: &str) -> PyResult<()> {
-        if is_fatal_signal(slf.py(), &err) {
-            return Err(err);
-        }
-        base::fatal_error(slf, err, message)
-    }
-
     fn read_once(&self, py: Python<'_>) -> ReadOutcome {
         let buffered = self
             .state
@@ -270,10 +262,9 @@ impl StreamTransport {
                     .as_ref()
                     .and_then(|p| p.data_received.as_ref().map(|m| m.clone_ref(py)));
                 let Some(method) = method else { return Ok(()) };
-                // Vectorcall: no argument tuple per read.
-                match stdlib::vectorcall(method.bind(py), [data.bind(py)], None) {
+                match method.bind(py).call1((data,)) {
                     Ok(_) => Ok(()),
-                    Err(err) => StreamTransport::protocol_failed(
+                    Err(err) => base::fatal_error(
                         slf,
                         err,
                         "Fatal error: protocol.data_received() call failed.",
@@ -290,7 +281,7 @@ impl StreamTransport {
                 let Some(method) = method else { return Ok(()) };
                 match method.bind(py).call1((n,)) {
                     Ok(_) => Ok(()),
-                    Err(err) => StreamTransport::protocol_failed(
+                    Err(err) => base::fatal_error(
                         slf,
                         err,
                         "Fatal error: protocol.buffer_updated() call failed.",
@@ -298,9 +289,7 @@ impl StreamTransport {
                 }
             }
             ReadOutcome::Eof => StreamTransport::on_eof(slf),
-            ReadOutcome::Failed(err, message) => {
-                StreamTransport::protocol_failed(slf, err, message)
-            }
+            ReadOutcome::Failed(err, message) => base::fatal_error(slf, err, message),
         }
     }
 
@@ -323,7 +312,7 @@ impl StreamTransport {
                     base::close(slf)
                 }
             }
-            Err(err) => StreamTransport::protocol_failed(
+            Err(err) => base::fatal_error(
                 slf,
                 err,
                 "Fatal error: protocol.eof_received() call failed.",

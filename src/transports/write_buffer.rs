@@ -79,10 +79,6 @@ impl<T: AsRef<[u8]>> WriteBuffer<T> {
         self.len = 0;
         self.chunks.drain(..).map(|(chunk, _)| chunk).collect()
     }
-
-    pub fn iter(&self) -> impl Iterator<Item = &T> {
-        self.chunks.iter().map(|(chunk, _)| chunk)
-    }
 }
 
 #[cfg(test)]
