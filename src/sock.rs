@@ -88,14 +88,10 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| "?".to_owned())
 }
 
-/// One `recv` into the loop's read buffer; the bytes are copied out at their exact size, so
-/// no per-call allocation of `max` bytes (asyncio's 256 KiB default costs mmap + page faults).
+/// One `recv` of at most `max` bytes.
 fn recv_bytes(lp: &LoopCore, py: Python<'_>, fd: RawFd, max: usize) -> std::io::Result<Py<PyAny>> {
-    let mut buffer = lp.read_buffer(py);
-    let len = max.min(buffer.len());
-    let n = sys::recv(fd, &mut buffer[..len])?;
-    // Bytes objects are not GC-tracked: making one cannot run Python code under the borrow.
-    Ok(PyBytes::new(py, &buffer[..n]).into_any().unbind())
+    let (data, ()) = lp.read_bytes(py, max, |buf| Ok((sys::recv(fd, buf)?, ())))?;
+    Ok(data.into_any().unbind())
 }
 
 fn recv_into(py: Python<'_>, fd: RawFd, buffer: &PyUntypedBuffer) -> std::io::Result<Py<PyAny>> {

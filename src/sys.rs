@@ -41,6 +41,15 @@ pub fn would_block(err: &io::Error) -> bool {
     )
 }
 
+/// `send(MSG_NOSIGNAL)` on a socket, `write` on any other fd.
+pub fn send_or_write(fd: RawFd, data: &[u8], is_socket: bool) -> io::Result<usize> {
+    if is_socket {
+        send(fd, data)
+    } else {
+        write(fd, data)
+    }
+}
+
 /// A vectored send: `sendmsg(fd, iov, MSG_NOSIGNAL)` on sockets, `writev` on other fds (pipes:
 /// Python ignores SIGPIPE, so EPIPE comes back as an error there too).
 pub fn send_vectored(
@@ -49,11 +58,7 @@ pub fn send_vectored(
     is_socket: bool,
 ) -> io::Result<usize> {
     if slices.len() == 1 {
-        return if is_socket {
-            send(fd, &slices[0])
-        } else {
-            write(fd, &slices[0])
-        };
+        return send_or_write(fd, &slices[0], is_socket);
     }
     // SAFETY: IoSlice is ABI-compatible with iovec on Unix; the slices outlive the call.
     let ret = unsafe {

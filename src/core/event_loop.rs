@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::gil_cell::{GilCell, GilFlag};
@@ -108,14 +109,24 @@ pub fn visit_owned_handle(handle: &Py<Handle>, visit: &PyVisit<'_>) -> Result<()
 pub const READ_BUFFER_SIZE: usize = 256 * 1024;
 
 impl LoopCore {
-    /// The loop's read buffer. Hold the borrow only across syscalls and the creation of
-    /// objects that cannot run Python code (bytes).
-    pub fn read_buffer(&self, py: Python<'_>) -> std::cell::RefMut<'_, Vec<u8>> {
+    /// One read (`read` gets the loop's buffer, at most `max` bytes of it, and returns how
+    /// many bytes it read plus whatever else the syscall gave) copied out into a `bytes` of
+    /// the exact size: no per-read allocation of the whole buffer (asyncio's 256 KiB costs
+    /// mmap and page faults). Bytes objects are not GC-tracked, so making one runs no Python
+    /// code and the buffer's borrow may span it.
+    pub fn read_bytes<'py, R>(
+        &self,
+        py: Python<'py>,
+        max: usize,
+        read: impl FnOnce(&mut [u8]) -> std::io::Result<(usize, R)>,
+    ) -> std::io::Result<(Bound<'py, PyBytes>, R)> {
         let mut buffer = self.read_buffer.borrow_mut(py);
         if buffer.is_empty() {
             buffer.resize(READ_BUFFER_SIZE, 0);
         }
-        buffer
+        let len = max.min(buffer.len());
+        let (n, extra) = read(&mut buffer[..len])?;
+        Ok((PyBytes::new(py, &buffer[..n]), extra))
     }
 
     pub fn debug_enabled(&self, py: Python<'_>) -> bool {

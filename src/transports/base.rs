@@ -23,9 +23,6 @@ use crate::core::io_table::{Direction, NativeFn, NativeWatcher};
 use crate::core::stdlib;
 use crate::errors::is_fatal_signal;
 
-/// asyncio's `max_size`: the most one read hands to the protocol.
-pub const MAX_READ: usize = 256 * 1024;
-
 /// asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES: writes after the connection was lost are
 /// dropped, with a warning once this many have been.
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;

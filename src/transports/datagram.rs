@@ -25,14 +25,14 @@ use super::base::{
     self, FlowControlled, Lifecycle, LoopFd, NativeTransport, ReadingTransport, SelectorTransport,
 };
 use super::flow_control::FlowControl;
-use crate::core::event_loop::LoopCore;
+use crate::core::event_loop::{LoopCore, READ_BUFFER_SIZE};
 use crate::core::gil_cell::GilCell;
 use crate::core::io_table::{Direction, NativeFn};
 use crate::errors::os_error;
 use crate::sys;
 
 /// asyncio's `max_size`: the largest datagram received whole.
-const MAX_DATAGRAM: usize = base::MAX_READ;
+const MAX_DATAGRAM: usize = READ_BUFFER_SIZE;
 
 /// The protocol and the bound methods the hot paths call, looked up once. A protocol
 /// without one of them gets asyncio's AttributeError when it would be called.
@@ -304,11 +304,12 @@ impl DatagramTransport {
         // SAFETY: plain old data; recvfrom zeroes it again before use.
         let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let received = {
-            let mut buffer = self.io.loop_ref(py).get().read_buffer(py);
-            let len = buffer.len().min(MAX_DATAGRAM);
-            // Bytes objects are not GC-tracked: making one runs no Python code.
-            sys::recvfrom(self.io.fd(), &mut buffer[..len], &mut from)
-                .map(|(n, addr_len)| (PyBytes::new(py, &buffer[..n]).into_any().unbind(), addr_len))
+            let fd = self.io.fd();
+            self.io
+                .loop_ref(py)
+                .get()
+                .read_bytes(py, MAX_DATAGRAM, |buf| sys::recvfrom(fd, buf, &mut from))
+                .map(|(data, addr_len)| (data.into_any().unbind(), addr_len))
         };
         match received {
             Ok((data, addr_len)) => match sockaddr_to_py(py, &from, addr_len) {

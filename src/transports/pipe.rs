@@ -10,7 +10,6 @@
 //! at once and buffers only the rest, flushed with one vectored write; on a pipe or a socket it
 //! also watches the fd for reading, which is how a peer that closed its end is noticed.
 
-use std::io::IoSlice;
 use std::os::fd::RawFd;
 
 use pyo3::exceptions::{PyBrokenPipeError, PyOSError};
@@ -18,9 +17,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
-use super::base::{
-    self, FlowControlled, Lifecycle, LoopFd, NativeTransport, ReadingTransport, MAX_READ,
-};
+use super::base::{self, FlowControlled, Lifecycle, LoopFd, NativeTransport, ReadingTransport};
 use super::flow_control::FlowControl;
 use super::report::log_transport;
 use super::stream::{to_chunk, Chunk};
@@ -116,11 +113,10 @@ impl ReadPipeTransport {
             }
         }
         let read = {
-            let mut buffer = lp.get().read_buffer(py);
-            let len = buffer.len().min(MAX_READ);
-            // Bytes objects are not GC-tracked: making one runs no Python code.
-            sys::read(this.io.fd(), &mut buffer[..len])
-                .map(|n| (n, PyBytes::new(py, &buffer[..n]).unbind()))
+            let fd = this.io.fd();
+            lp.get()
+                .read_bytes(py, usize::MAX, |buf| Ok((sys::read(fd, buf)?, ())))
+                .map(|(data, ())| (data.as_bytes().len(), data.unbind()))
         };
         match read {
             Ok((0, _)) => ReadPipeTransport::on_eof(slf),
@@ -400,11 +396,7 @@ impl WritePipeTransport {
     }
 
     fn write_now(&self, data: &[u8]) -> std::io::Result<usize> {
-        if self.is_socket {
-            sys::send(self.io.fd(), data)
-        } else {
-            sys::write(self.io.fd(), data)
-        }
+        sys::send_or_write(self.io.fd(), data, self.is_socket)
     }
 
     /// The fd became readable: on a write pipe that means the reading end was closed.
@@ -449,9 +441,7 @@ impl WritePipeTransport {
             if !st.writing || st.buffer.is_empty() {
                 return Ok(());
             }
-            let mut slices: Vec<IoSlice<'_>> = Vec::new();
-            st.buffer.io_slices(&mut slices);
-            sys::send_vectored(this.io.fd(), &slices, this.is_socket)
+            st.buffer.write_to(this.io.fd(), this.is_socket)
         };
         match written {
             Ok(n) => {

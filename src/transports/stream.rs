@@ -8,7 +8,6 @@
 //! per readiness event into the loop's buffer, writes tried at once and only the rest
 //! buffered, flushed with one vectored send.
 
-use std::io::IoSlice;
 use std::os::fd::RawFd;
 
 use pyo3::buffer::PyUntypedBuffer;
@@ -21,7 +20,6 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use super::base::{
     self, FlowControlled, Lifecycle, LoopFd, NativeTransport, ReadingTransport, SelectorTransport,
-    MAX_READ,
 };
 use super::flow_control::FlowControl;
 use super::report::log_transport;
@@ -194,12 +192,15 @@ impl StreamTransport {
             .and_then(|p| p.buffered.as_ref().map(|(get, _)| get.clone_ref(py)));
         match buffered {
             None => {
-                let mut buffer = self.io.loop_ref(py).get().read_buffer(py);
-                let len = buffer.len().min(MAX_READ);
-                match sys::recv(self.io.fd(), &mut buffer[..len]) {
-                    Ok(0) => ReadOutcome::Eof,
-                    // Bytes objects are not GC-tracked: making one runs no Python code.
-                    Ok(n) => ReadOutcome::Data(PyBytes::new(py, &buffer[..n]).into_any().unbind()),
+                let fd = self.io.fd();
+                let read = self
+                    .io
+                    .loop_ref(py)
+                    .get()
+                    .read_bytes(py, usize::MAX, |buf| Ok((sys::recv(fd, buf)?, ())));
+                match read {
+                    Ok((data, ())) if data.as_bytes().is_empty() => ReadOutcome::Eof,
+                    Ok((data, ())) => ReadOutcome::Data(data.into_any().unbind()),
                     Err(e) if sys::would_block(&e) => ReadOutcome::NotReady,
                     Err(e) => ReadOutcome::Failed(os_error(e), READ_FAILED),
                 }
@@ -331,9 +332,7 @@ impl StreamTransport {
             if st.conn_lost > 0 || st.buffer.is_empty() {
                 return Ok(());
             }
-            let mut slices: Vec<IoSlice<'_>> = Vec::new();
-            st.buffer.io_slices(&mut slices);
-            sys::send_vectored(this.io.fd(), &slices, true)
+            st.buffer.write_to(this.io.fd(), true)
         };
         match sent {
             Ok(n) => {

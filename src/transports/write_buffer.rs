@@ -4,7 +4,10 @@
 //! copied) and consumed from the front as the kernel accepts them.
 
 use std::collections::VecDeque;
-use std::io::IoSlice;
+use std::io::{self, IoSlice};
+use std::os::fd::RawFd;
+
+use crate::sys;
 
 /// At most this many chunks go into one `writev`/`sendmsg` (Linux's IOV_MAX is 1024; more
 /// than this gains nothing once the socket buffer is full).
@@ -43,12 +46,23 @@ impl<T: AsRef<[u8]>> WriteBuffer<T> {
         }
     }
 
-    /// The waiting bytes as io slices for a vectored write, oldest first.
-    pub fn io_slices<'a>(&'a self, out: &mut Vec<IoSlice<'a>>) {
-        out.clear();
-        for (chunk, start) in self.chunks.iter().take(MAX_IOVECS) {
-            out.push(IoSlice::new(&chunk.as_ref()[*start..]));
+    /// The waiting bytes as io slices for a vectored write, oldest first, in `out`; returns
+    /// how many it filled.
+    pub fn io_slices<'a>(&'a self, out: &mut [IoSlice<'a>; MAX_IOVECS]) -> usize {
+        let mut filled = 0;
+        for (slot, (chunk, start)) in out.iter_mut().zip(&self.chunks) {
+            *slot = IoSlice::new(&chunk.as_ref()[*start..]);
+            filled += 1;
         }
+        filled
+    }
+
+    /// Writes what the kernel takes of the waiting bytes with one vectored write (the io
+    /// slices live on the stack: nothing is allocated per flush). Does not consume them.
+    pub fn write_to(&self, fd: RawFd, is_socket: bool) -> io::Result<usize> {
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        let filled = self.io_slices(&mut slices);
+        sys::send_vectored(fd, &slices[..filled], is_socket)
     }
 
     /// Forgets the first `n` bytes (the kernel took them). Returns the chunks that were
@@ -86,9 +100,9 @@ mod tests {
     use super::*;
 
     fn contents(buffer: &WriteBuffer<Vec<u8>>) -> Vec<u8> {
-        let mut slices = Vec::new();
-        buffer.io_slices(&mut slices);
-        slices.iter().flat_map(|s| s.to_vec()).collect()
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        let filled = buffer.io_slices(&mut slices);
+        slices[..filled].iter().flat_map(|s| s.to_vec()).collect()
     }
 
     #[test]
@@ -122,9 +136,8 @@ mod tests {
         for _ in 0..(MAX_IOVECS + 10) {
             buffer.push(vec![1u8; 3], 0);
         }
-        let mut slices = Vec::new();
-        buffer.io_slices(&mut slices);
-        assert_eq!(slices.len(), MAX_IOVECS);
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        assert_eq!(buffer.io_slices(&mut slices), MAX_IOVECS);
         assert_eq!(buffer.take_all().len(), MAX_IOVECS + 10);
         assert_eq!(buffer.len(), 0);
     }
