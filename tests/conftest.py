@@ -5,6 +5,7 @@ ferroloop is a compatibility bug."""
 import asyncio
 import gc
 import sys
+import threading
 
 import pytest
 
@@ -66,6 +67,81 @@ def run(loop, coro, timeout=HANG_TIMEOUT):
 @pytest.fixture
 def run_async(loop):
     return lambda coro, timeout=HANG_TIMEOUT: run(loop, coro, timeout)
+
+
+def run_until(loop, condition, timeout=HANG_TIMEOUT):
+    """Run ``loop`` until ``condition()`` is true (checked every iteration), failing instead
+    of hanging. For tests that drive the loop with callbacks rather than a coroutine."""
+    guard = loop.call_later(timeout, loop.stop)
+
+    def check():
+        if condition():
+            loop.stop()
+        else:
+            loop.call_soon(check)
+
+    loop.call_soon(check)
+    loop.run_forever()
+    guard.cancel()
+    assert condition(), 'condition not reached before the hang timeout'
+
+
+def run_one_iteration(loop):
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+
+
+def call_from_thread(fn):
+    """Calls ``fn`` in another thread and waits for it; returns the messages of the
+    RuntimeError it raised, if any: the loop's answer to a call from the wrong thread."""
+    errors = []
+
+    def body():
+        try:
+            fn()
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    return errors
+
+
+def close_and_collect(loop):
+    """Closes the loop and collects what it held (where unclosed transports warn)."""
+    loop.close()
+    gc.collect()
+
+
+class RecordingProtocol(asyncio.BaseProtocol):
+    """Records in ``events`` what a transport does to its protocol ('made', 'pause',
+    'resume', 'lost'). ``lost`` resolves with what connection_lost got; ``resumed``, made
+    anew at each pause, resolves when writing resumes. Pipe and datagram transports share
+    this part of the contract; their tests add what differs (data, datagrams) in subclasses."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.transport = None
+        self.events = []
+        self.lost = loop.create_future()
+        self.resumed = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.events.append('made')
+
+    def pause_writing(self):
+        self.events.append('pause')
+        self.resumed = self.loop.create_future()
+
+    def resume_writing(self):
+        self.events.append('resume')
+        self.resumed.set_result(None)
+
+    def connection_lost(self, exc):
+        self.events.append('lost')
+        self.lost.set_result(exc)
 
 
 # A Rust panic must never reach Python: as a pyo3 PanicException (a BaseException that user

@@ -1,7 +1,7 @@
 """Datagrams: create_datagram_endpoint and the datagram transport."""
 
 import asyncio
-import gc
+import contextlib
 import os
 import socket
 import sys
@@ -9,23 +9,18 @@ import tempfile
 
 import pytest
 
+from conftest import RecordingProtocol, close_and_collect
 
-class Recorder(asyncio.DatagramProtocol):
-    """Records what a datagram transport does to its protocol."""
+
+class Recorder(RecordingProtocol, asyncio.DatagramProtocol):
+    """Records what a datagram transport does to its protocol, and the datagrams and errors
+    it delivers; ``until`` waits for one of those to make a condition true."""
 
     def __init__(self, loop):
-        self.loop = loop
-        self.transport = None
+        super().__init__(loop)
         self.datagrams = []
         self.errors = []
-        self.events = []
-        self.lost = loop.create_future()
         self._wanted = None
-        self.resumed = None
-
-    def connection_made(self, transport):
-        self.transport = transport
-        self.events.append('made')
 
     def datagram_received(self, data, addr):
         self.datagrams.append((data, addr))
@@ -34,18 +29,6 @@ class Recorder(asyncio.DatagramProtocol):
     def error_received(self, exc):
         self.errors.append(exc)
         self._wake()
-
-    def pause_writing(self):
-        self.events.append('pause')
-        self.resumed = self.loop.create_future()
-
-    def resume_writing(self):
-        self.events.append('resume')
-        self.resumed.set_result(None)
-
-    def connection_lost(self, exc):
-        self.events.append('lost')
-        self.lost.set_result(exc)
 
     def _wake(self):
         if self._wanted is not None and not self._wanted.done():
@@ -61,6 +44,19 @@ def free_udp_port():
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def unix_datagram_peer():
+    """A bound, non-blocking Unix datagram socket in a fresh directory: (socket, path).
+    Nothing reads it but the test's own recv calls, so what is sent to it piles up in its
+    queue until the test drains it."""
+    with tempfile.TemporaryDirectory() as tmp, \
+            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as peer:
+        path = os.path.join(tmp, 'peer')
+        peer.bind(path)
+        peer.setblocking(False)
+        yield peer, path
 
 
 def test_udp_echo_between_a_bound_and_a_connected_endpoint(loop, loop_name, run_async):
@@ -302,11 +298,7 @@ def test_full_socket_buffers_datagrams_with_flow_control(loop, run_async):
     # A Unix datagram socket whose peer does not read refuses more once the peer's queue is
     # full: the transport queues the rest, pauses the protocol, and sends it all, in order,
     # once the peer reads.
-    with tempfile.TemporaryDirectory() as tmp:
-        peer_path = os.path.join(tmp, 'peer')
-        peer = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        peer.bind(peer_path)
-        peer.setblocking(False)
+    with unix_datagram_peer() as (peer, peer_path):
         count = 2000
 
         async def main():
@@ -329,19 +321,11 @@ def test_full_socket_buffers_datagrams_with_flow_control(loop, run_async):
             tr.close()
             await proto.lost
 
-        try:
-            run_async(main())
-        finally:
-            peer.close()
+        run_async(main())
 
 
 def test_close_sends_queued_datagrams_first_abort_drops_them(loop, run_async):
-    with tempfile.TemporaryDirectory() as tmp:
-        peer_path = os.path.join(tmp, 'peer')
-        peer = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        peer.bind(peer_path)
-        peer.setblocking(False)
-
+    with unix_datagram_peer() as (peer, peer_path):
         def drain():
             got = []
             while True:
@@ -378,10 +362,7 @@ def test_close_sends_queued_datagrams_first_abort_drops_them(loop, run_async):
             assert await proto.lost is None
             assert len(drain()) < sent
 
-        try:
-            run_async(main())
-        finally:
-            peer.close()
+        run_async(main())
 
 
 def test_pause_and_resume_reading(loop, run_async):
@@ -427,12 +408,6 @@ def test_datagram_received_error_goes_to_the_exception_handler(loop, run_async):
 
     run_async(main())
     assert [type(c['exception']) for c in errors] == [ZeroDivisionError] * 2
-
-
-def close_and_collect(loop):
-    """Closes the loop and collects what it held (where unclosed transports warn)."""
-    loop.close()
-    gc.collect()
 
 
 def test_unclosed_datagram_transport_warns(loop, run_async):

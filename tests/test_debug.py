@@ -5,18 +5,24 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 import time
 from asyncio import format_helpers
 
 import pytest
 
+from conftest import call_from_thread, run_one_iteration
+
 THREAD_ERROR = 'Non-thread-safe operation invoked on an event loop other than the current one'
 
 
-def run_one_iteration(loop):
-    loop.call_soon(loop.stop)
-    loop.run_forever()
+def print_get_debug_program(loop_name):
+    """A program for a child process: it prints get_debug() of a new loop of the kind under
+    test, which takes debug mode from the child's environment and -X options."""
+    return ('import asyncio, ferroloop\n'
+            f'loop = {{"asyncio": asyncio.SelectorEventLoop, '
+            f'"ferroloop": ferroloop.new_event_loop}}["{loop_name}"]()\n'
+            'print(loop.get_debug())\n'
+            'loop.close()\n')
 
 
 def test_set_and_get_debug(loop):
@@ -32,11 +38,7 @@ def test_set_and_get_debug(loop):
     ({}, 'False'),
 ])
 def test_pythonasynciodebug_environment_variable(loop_name, env, expected):
-    code = ('import asyncio, ferroloop\n'
-            f'loop = {{"asyncio": asyncio.SelectorEventLoop, '
-            f'"ferroloop": ferroloop.new_event_loop}}["{loop_name}"]()\n'
-            'print(loop.get_debug())\n'
-            'loop.close()\n')
+    code = print_get_debug_program(loop_name)
     child_env = {k: v for k, v in os.environ.items() if k != 'PYTHONASYNCIODEBUG'}
     child_env.update(env)
     result = subprocess.run([sys.executable, '-c', code], env=child_env,
@@ -47,11 +49,7 @@ def test_pythonasynciodebug_environment_variable(loop_name, env, expected):
 
 
 def test_dev_mode_turns_debug_on(loop_name):
-    code = ('import asyncio, ferroloop\n'
-            f'loop = {{"asyncio": asyncio.SelectorEventLoop, '
-            f'"ferroloop": ferroloop.new_event_loop}}["{loop_name}"]()\n'
-            'print(loop.get_debug())\n'
-            'loop.close()\n')
+    code = print_get_debug_program(loop_name)
     result = subprocess.run([sys.executable, '-X', 'dev', '-c', code],
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
@@ -110,21 +108,6 @@ def test_slow_callback_duration_default_and_assignment(loop):
     assert loop.slow_callback_duration == 0.1
     loop.slow_callback_duration = 0.5
     assert loop.slow_callback_duration == 0.5
-
-
-def call_from_thread(fn):
-    errors = []
-
-    def body():
-        try:
-            fn()
-        except RuntimeError as exc:
-            errors.append(str(exc))
-
-    thread = threading.Thread(target=body)
-    thread.start()
-    thread.join()
-    return errors
 
 
 @pytest.mark.parametrize('method', ['call_soon', 'call_later', 'call_at'])

@@ -8,10 +8,7 @@ from unittest import mock
 
 import pytest
 
-
-def run_one_iteration(loop):
-    loop.call_soon(loop.stop)
-    loop.run_forever()
+from conftest import run_one_iteration
 
 
 def boom():

@@ -6,6 +6,8 @@ import socket
 
 import pytest
 
+from conftest import run_until
+
 
 @pytest.fixture
 def socketpair():
@@ -27,22 +29,6 @@ def pipe():
             os.close(fd)
         except OSError:
             pass
-
-
-def run_until(loop, condition, timeout=30.0):
-    """Run the loop until ``condition()`` is true (checked every iteration)."""
-    guard = loop.call_later(timeout, loop.stop)
-
-    def check():
-        if condition():
-            loop.stop()
-        else:
-            loop.call_soon(check)
-
-    loop.call_soon(check)
-    loop.run_forever()
-    guard.cancel()
-    assert condition(), 'condition not reached before the hang timeout'
 
 
 class FileLike:

@@ -2,7 +2,6 @@
 
 import asyncio
 import errno
-import gc
 import os
 import socket
 import subprocess
@@ -12,54 +11,22 @@ import tty
 
 import pytest
 
+from conftest import RecordingProtocol, close_and_collect
 
-class Recorder(asyncio.Protocol):
-    """Records what a read-pipe transport does to its protocol."""
+
+class Recorder(RecordingProtocol, asyncio.Protocol):
+    """Records what a read-pipe transport does to its protocol, and the data it delivers.
+    (A write-pipe transport's protocol is a plain RecordingProtocol.)"""
 
     def __init__(self, loop):
-        self.events = []
+        super().__init__(loop)
         self.data = bytearray()
-        self.lost = loop.create_future()
-        self.transport = None
-
-    def connection_made(self, transport):
-        self.transport = transport
-        self.events.append('made')
 
     def data_received(self, data):
         self.data += data
 
     def eof_received(self):
         self.events.append('eof')
-
-    def connection_lost(self, exc):
-        self.events.append('lost')
-        self.lost.set_result(exc)
-
-
-class WriteRecorder(asyncio.BaseProtocol):
-    """Records what a write-pipe transport does to its protocol."""
-
-    def __init__(self, loop):
-        self.events = []
-        self.lost = loop.create_future()
-        self.resumed = None
-        self.loop = loop
-
-    def connection_made(self, transport):
-        self.events.append('made')
-
-    def pause_writing(self):
-        self.events.append('pause')
-        self.resumed = self.loop.create_future()
-
-    def resume_writing(self):
-        self.events.append('resume')
-        self.resumed.set_result(None)
-
-    def connection_lost(self, exc):
-        self.events.append('lost')
-        self.lost.set_result(exc)
 
 
 async def iterations(n=5):
@@ -84,6 +51,15 @@ def read_all(fd):
         if not chunk:
             return b''.join(chunks)
         chunks.append(chunk)
+
+
+def run_then_close(run_async, coro, fd):
+    """Runs ``coro``, then closes ``fd``: the end of the pipe that no transport owns, which
+    the test keeps open so that the transport's end stays connected."""
+    try:
+        return run_async(coro)
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------
@@ -161,10 +137,7 @@ def test_read_pipe_close_calls_connection_lost_without_eof(loop, run_async):
         assert await proto.lost is None
         assert proto.events == ['made', 'lost']
 
-    try:
-        run_async(main())
-    finally:
-        os.close(wfd)
+    run_then_close(run_async, main(), wfd)
 
 
 def test_read_pipe_over_a_socket(loop, run_async):
@@ -267,7 +240,7 @@ def test_write_pipe_writes_and_closes(loop, run_async):
     pipe = writer(wfd)
 
     async def main():
-        transport, proto = await loop.connect_write_pipe(lambda: WriteRecorder(loop), pipe)
+        transport, proto = await loop.connect_write_pipe(lambda: RecordingProtocol(loop), pipe)
         assert isinstance(transport, asyncio.WriteTransport)
         assert transport.get_extra_info('pipe') is pipe
         assert transport.can_write_eof()
@@ -304,10 +277,7 @@ def test_write_pipe_refuses_non_bytes(loop, run_async):
         transport.close()
         await iterations()
 
-    try:
-        run_async(main())
-    finally:
-        os.close(rfd)
+    run_then_close(run_async, main(), rfd)
 
 
 def test_write_pipe_large_transfer_with_flow_control(loop, run_async):
@@ -315,7 +285,7 @@ def test_write_pipe_large_transfer_with_flow_control(loop, run_async):
     payload = os.urandom(4 * 1024 * 1024 + 3)
 
     async def main():
-        transport, proto = await loop.connect_write_pipe(lambda: WriteRecorder(loop),
+        transport, proto = await loop.connect_write_pipe(lambda: RecordingProtocol(loop),
                                                          writer(wfd))
         transport.set_write_buffer_limits(high=64 * 1024)
         assert transport.get_write_buffer_limits() == (16 * 1024, 64 * 1024)
@@ -331,10 +301,7 @@ def test_write_pipe_large_transfer_with_flow_control(loop, run_async):
         assert await received == payload
         assert proto.events == ['made', 'pause', 'resume', 'lost']
 
-    try:
-        run_async(main())
-    finally:
-        os.close(rfd)
+    run_then_close(run_async, main(), rfd)
 
 
 def test_write_pipe_flushes_buffered_data_before_connection_lost(loop, run_async):
@@ -342,7 +309,7 @@ def test_write_pipe_flushes_buffered_data_before_connection_lost(loop, run_async
     payload = b'z' * (1024 * 1024)
 
     async def main():
-        transport, proto = await loop.connect_write_pipe(lambda: WriteRecorder(loop),
+        transport, proto = await loop.connect_write_pipe(lambda: RecordingProtocol(loop),
                                                          writer(wfd))
         transport.write(payload)
         assert transport.get_write_buffer_size() > 0
@@ -354,17 +321,14 @@ def test_write_pipe_flushes_buffered_data_before_connection_lost(loop, run_async
         assert await proto.lost is None
         assert await received == payload
 
-    try:
-        run_async(main())
-    finally:
-        os.close(rfd)
+    run_then_close(run_async, main(), rfd)
 
 
 def test_write_pipe_abort_drops_buffered_data(loop, run_async):
     rfd, wfd = os.pipe()
 
     async def main():
-        transport, proto = await loop.connect_write_pipe(lambda: WriteRecorder(loop),
+        transport, proto = await loop.connect_write_pipe(lambda: RecordingProtocol(loop),
                                                          writer(wfd))
         transport.write(b'a' * (1024 * 1024))
         assert transport.get_write_buffer_size() > 0
@@ -373,10 +337,7 @@ def test_write_pipe_abort_drops_buffered_data(loop, run_async):
         assert await proto.lost is None
         return read_all(rfd)
 
-    try:
-        data = run_async(main())
-    finally:
-        os.close(rfd)
+    data = run_then_close(run_async, main(), rfd)
     assert 0 < len(data) < 1024 * 1024
 
 
@@ -386,7 +347,7 @@ def test_write_pipe_peer_closing_with_pending_data_is_a_broken_pipe(loop, run_as
     loop.set_exception_handler(lambda loop, context: errors.append(context))
 
     async def main():
-        transport, proto = await loop.connect_write_pipe(lambda: WriteRecorder(loop),
+        transport, proto = await loop.connect_write_pipe(lambda: RecordingProtocol(loop),
                                                          writer(wfd))
         transport.write(b'x' * (1024 * 1024))
         assert transport.get_write_buffer_size() > 0
@@ -405,7 +366,7 @@ def test_write_pipe_peer_closing_with_nothing_pending_is_a_clean_close(loop, run
     rfd, wfd = os.pipe()
 
     async def main():
-        transport, proto = await loop.connect_write_pipe(lambda: WriteRecorder(loop),
+        transport, proto = await loop.connect_write_pipe(lambda: RecordingProtocol(loop),
                                                          writer(wfd))
         transport.write(b'small')
         os.close(rfd)
@@ -421,7 +382,7 @@ def test_write_pipe_over_a_socket_notices_the_peer_closing(loop, run_async):
 
     async def main():
         pipe = writer(wsock.detach())
-        transport, proto = await loop.connect_write_pipe(lambda: WriteRecorder(loop), pipe)
+        transport, proto = await loop.connect_write_pipe(lambda: RecordingProtocol(loop), pipe)
         transport.write(b'1')
         assert await loop.sock_recv(rsock, 1024) == b'1'
         rsock.close()
@@ -436,7 +397,7 @@ def test_write_pipe_pause_writing_error_goes_to_the_exception_handler(loop, run_
     errors = []
     loop.set_exception_handler(lambda loop, context: errors.append(context))
 
-    class Failing(WriteRecorder):
+    class Failing(RecordingProtocol):
         def pause_writing(self):
             raise ZeroDivisionError('in pause_writing')
 
@@ -452,10 +413,7 @@ def test_write_pipe_pause_writing_error_goes_to_the_exception_handler(loop, run_
         transport.abort()
         await proto.lost
 
-    try:
-        run_async(main())
-    finally:
-        os.close(rfd)
+    run_then_close(run_async, main(), rfd)
 
 
 def test_write_pipe_bad_water_marks(loop, run_async):
@@ -468,10 +426,7 @@ def test_write_pipe_bad_water_marks(loop, run_async):
         transport.close()
         await iterations()
 
-    try:
-        run_async(main())
-    finally:
-        os.close(rfd)
+    run_then_close(run_async, main(), rfd)
 
 
 def test_bidirectional_pty(loop, run_async):
@@ -482,7 +437,7 @@ def test_bidirectional_pty(loop, run_async):
     async def main():
         read_tr, read_proto = await loop.connect_read_pipe(lambda: Recorder(loop),
                                                            reader(slave))
-        write_tr, write_proto = await loop.connect_write_pipe(lambda: WriteRecorder(loop),
+        write_tr, write_proto = await loop.connect_write_pipe(lambda: RecordingProtocol(loop),
                                                               writer(write_slave))
         write_tr.write(b'to master')
         got = b''
@@ -500,12 +455,6 @@ def test_bidirectional_pty(loop, run_async):
         assert await write_proto.lost is None
 
     run_async(main())
-
-
-def close_and_collect(loop):
-    """Closes the loop and collects what it held (where unclosed transports warn)."""
-    loop.close()
-    gc.collect()
 
 
 def test_unclosed_pipe_transports_warn_and_close_their_pipe(loop, run_async):

@@ -10,10 +10,7 @@ import weakref
 
 import pytest
 
-
-def run_one_iteration(loop):
-    loop.call_soon(loop.stop)
-    loop.run_forever()
+from conftest import run_one_iteration
 
 
 async def value(x):

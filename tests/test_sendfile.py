@@ -71,6 +71,15 @@ async def connected_socket(loop, address):
     return sock
 
 
+async def end_transfer(client, receiver, server):
+    """Closes the sending side (a socket or a transport), waits until the receiver has seen
+    the connection end, closes the server; returns all that the receiver got."""
+    client.close()
+    await receiver.lost
+    server.close()
+    return bytes(receiver.data)
+
+
 # ---------------------------------------------------------------------------------------
 # loop.sock_sendfile
 
@@ -79,10 +88,7 @@ def test_sock_sendfile_sends_the_whole_file(loop, run_async, data_file):
         server, receiver, address = await serve(loop)
         sock = await connected_socket(loop, address)
         sent = await loop.sock_sendfile(sock, data_file)
-        sock.close()
-        await receiver.lost
-        server.close()
-        return sent, bytes(receiver.data)
+        return sent, await end_transfer(sock, receiver, server)
 
     sent, received = run_async(main())
     assert sent == len(DATA)
@@ -95,10 +101,7 @@ def test_sock_sendfile_with_offset_and_count(loop, run_async, data_file):
         server, receiver, address = await serve(loop)
         sock = await connected_socket(loop, address)
         sent = await loop.sock_sendfile(sock, data_file, 1000, 300_000)
-        sock.close()
-        await receiver.lost
-        server.close()
-        return sent, bytes(receiver.data)
+        return sent, await end_transfer(sock, receiver, server)
 
     sent, received = run_async(main())
     assert sent == 300_000
@@ -113,10 +116,7 @@ def test_sock_sendfile_mixes_with_regular_sends(loop, run_async, data_file):
         await loop.sock_sendall(sock, b'head')
         sent = await loop.sock_sendfile(sock, data_file, count=10_000)
         await loop.sock_sendall(sock, b'tail')
-        sock.close()
-        await receiver.lost
-        server.close()
-        return sent, bytes(receiver.data)
+        return sent, await end_transfer(sock, receiver, server)
 
     sent, received = run_async(main())
     assert sent == 10_000
@@ -130,9 +130,7 @@ def test_sock_sendfile_of_an_empty_file(loop, run_async):
         with tempfile.TemporaryFile() as empty:
             assert await loop.sock_sendfile(sock, empty) == 0
             assert empty.tell() == 0
-        sock.close()
-        await receiver.lost
-        server.close()
+        await end_transfer(sock, receiver, server)
 
     run_async(main())
 
@@ -148,10 +146,7 @@ def test_sock_sendfile_falls_back_for_non_regular_files(loop, run_async):
             await loop.sock_sendfile(sock, stream, fallback=False)
         sent = await loop.sock_sendfile(sock, stream, 10)
         assert stream.tell() == len(payload)
-        sock.close()
-        await receiver.lost
-        server.close()
-        return sent, bytes(receiver.data)
+        return sent, await end_transfer(sock, receiver, server)
 
     sent, received = run_async(main())
     assert sent == len(payload) - 10
@@ -197,9 +192,7 @@ def test_sock_sendfile_peer_hanging_up_mid_transfer(loop, run_async, data_file):
         sock = await connected_socket(loop, address)
         with pytest.raises(ConnectionError):
             await loop.sock_sendfile(sock, data_file)
-        sock.close()
-        await receiver.lost
-        server.close()
+        await end_transfer(sock, receiver, server)
 
     run_async(main())
     # The file position says how far it got.
@@ -224,10 +217,7 @@ def test_sock_sendfile_can_be_cancelled(loop, run_async, data_file):
         # sendfile had sent.
         receiver.transport.resume_reading()
         await loop.sock_sendall(sock, b'TAIL')
-        sock.close()
-        await receiver.lost
-        server.close()
-        return bytes(receiver.data)
+        return await end_transfer(sock, receiver, server)
 
     received = run_async(main())
     assert received.endswith(b'TAIL')
@@ -257,10 +247,7 @@ def test_sendfile_through_a_transport_keeps_write_order(loop, run_async, data_fi
         sent = await loop.sendfile(transport, data_file)
         assert transport.is_reading()  # resumed afterwards
         transport.write(b'SUFFIX')
-        transport.close()
-        await receiver.lost
-        server.close()
-        return sent, bytes(receiver.data)
+        return sent, await end_transfer(transport, receiver, server)
 
     sent, received = run_async(main())
     assert sent == len(DATA)
@@ -273,10 +260,7 @@ def test_sendfile_partial(loop, run_async, data_file):
         server, receiver, address = await serve(loop)
         transport = await client_transport(loop, address)
         sent = await loop.sendfile(transport, data_file, 5000, 100)
-        transport.close()
-        await receiver.lost
-        server.close()
-        return sent, bytes(receiver.data)
+        return sent, await end_transfer(transport, receiver, server)
 
     sent, received = run_async(main())
     assert sent == 100
@@ -293,10 +277,7 @@ def test_sendfile_refuses_writes_while_in_progress(loop, run_async, data_file):
         with pytest.raises(RuntimeError, match='unable to write; sendfile is in progress'):
             transport.write(b'data')
         assert await task == len(DATA)
-        transport.close()
-        await receiver.lost
-        server.close()
-        return bytes(receiver.data)
+        return await end_transfer(transport, receiver, server)
 
     assert run_async(main()) == DATA
 
@@ -326,10 +307,7 @@ def test_sendfile_of_a_non_regular_file_uses_the_fallback(loop, run_async):
         assert transport.is_reading()
         sent = await loop.sendfile(transport, io.BytesIO(payload))
         transport.write(b'!')
-        transport.close()
-        await receiver.lost
-        server.close()
-        return sent, bytes(receiver.data)
+        return sent, await end_transfer(transport, receiver, server)
 
     sent, received = run_async(main())
     assert sent == len(payload)

@@ -11,21 +11,7 @@ import threading
 
 import pytest
 
-from conftest import HANG_TIMEOUT
-
-
-def run_until(loop, condition):
-    guard = loop.call_later(HANG_TIMEOUT, loop.stop)
-
-    def check():
-        if condition():
-            loop.stop()
-        else:
-            loop.call_soon(check)
-
-    loop.call_soon(check)
-    loop.run_forever()
-    guard.cancel()
+from conftest import HANG_TIMEOUT, call_from_thread, run_until
 
 
 @pytest.fixture(autouse=True)
@@ -193,17 +179,7 @@ def test_coroutine_callbacks_are_a_type_error(loop):
 
 
 def test_add_from_another_thread_is_a_runtime_error(loop):
-    errors = []
-
-    def body():
-        try:
-            loop.add_signal_handler(signal.SIGUSR1, print)
-        except RuntimeError as exc:
-            errors.append(str(exc))
-
-    thread = threading.Thread(target=body)
-    thread.start()
-    thread.join()
+    errors = call_from_thread(lambda: loop.add_signal_handler(signal.SIGUSR1, print))
     assert len(errors) == 1
     assert 'main thread' in errors[0]
     assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL

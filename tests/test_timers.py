@@ -5,20 +5,7 @@ import time
 
 import pytest
 
-
-def run_until_idle(loop, seen, expected, timeout=30.0):
-    """Run the loop until ``seen`` holds ``expected`` entries (or a hang is declared)."""
-    deadline = loop.call_later(timeout, loop.stop)
-
-    def check():
-        if len(seen) >= expected:
-            loop.stop()
-        else:
-            loop.call_soon(check)
-
-    loop.call_soon(check)
-    loop.run_forever()
-    deadline.cancel()
+from conftest import run_until
 
 
 def test_timers_run_in_deadline_order_not_scheduling_order(loop):
@@ -152,7 +139,7 @@ def test_many_cancelled_timers_do_not_disturb_the_order_of_the_others(loop):
     for i in range(count, count + 50):
         handles[i] = loop.call_at(now + 0.001 + (i - count) * 4e-4 + 5e-6, seen.append, i)
     expected = sorted(set(handles) - set(cancelled), key=lambda i: handles[i].when())
-    run_until_idle(loop, seen, len(expected))
+    run_until(loop, lambda: len(seen) >= len(expected))
     assert seen == expected
 
 

@@ -6,7 +6,6 @@ use std::os::unix::net::UnixStream as StdUnixStream;
 
 use mio::event::Source;
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
-use mio::{Interest, Registry, Token};
 
 use crate::Endpoint;
 
@@ -35,6 +34,16 @@ impl Stream {
             }
         }
     }
+
+    /// The mio socket inside, to register with a `Poll`. Handing out the inner socket once
+    /// spares a forwarding `Source` impl per type; the dynamic call it costs happens at
+    /// (de)registration only, never per request.
+    pub fn source(&mut self) -> &mut dyn Source {
+        match self {
+            Stream::Tcp(stream) => stream,
+            Stream::Unix(stream) => stream,
+        }
+    }
 }
 
 impl Read for Stream {
@@ -56,39 +65,6 @@ impl Write for Stream {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
-    }
-}
-
-impl Source for Stream {
-    fn register(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        match self {
-            Stream::Tcp(stream) => stream.register(registry, token, interests),
-            Stream::Unix(stream) => stream.register(registry, token, interests),
-        }
-    }
-
-    fn reregister(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        match self {
-            Stream::Tcp(stream) => stream.reregister(registry, token, interests),
-            Stream::Unix(stream) => stream.reregister(registry, token, interests),
-        }
-    }
-
-    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        match self {
-            Stream::Tcp(stream) => stream.deregister(registry),
-            Stream::Unix(stream) => stream.deregister(registry),
-        }
     }
 }
 
@@ -129,37 +105,12 @@ impl Listener {
             Listener::Unix(listener) => Ok(Stream::Unix(listener.accept()?.0)),
         }
     }
-}
 
-impl Source for Listener {
-    fn register(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
+    /// The mio socket inside, to register with a `Poll` (see `Stream::source`).
+    pub fn source(&mut self) -> &mut dyn Source {
         match self {
-            Listener::Tcp(listener) => listener.register(registry, token, interests),
-            Listener::Unix(listener) => listener.register(registry, token, interests),
-        }
-    }
-
-    fn reregister(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        match self {
-            Listener::Tcp(listener) => listener.reregister(registry, token, interests),
-            Listener::Unix(listener) => listener.reregister(registry, token, interests),
-        }
-    }
-
-    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        match self {
-            Listener::Tcp(listener) => listener.deregister(registry),
-            Listener::Unix(listener) => listener.deregister(registry),
+            Listener::Tcp(listener) => listener,
+            Listener::Unix(listener) => listener,
         }
     }
 }

@@ -122,7 +122,7 @@ fn run(settings: &Settings) -> io::Result<Tally> {
     for index in 0..settings.connections {
         let mut stream = Stream::connect(&settings.endpoint)?;
         poll.registry().register(
-            &mut stream,
+            stream.source(),
             Token(index),
             Interest::READABLE | Interest::WRITABLE,
         )?;

@@ -72,7 +72,7 @@ fn serve(endpoint: &Endpoint) -> io::Result<()> {
     let mut listener = Listener::bind(endpoint)?;
     let mut poll = Poll::new()?;
     poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)?;
+        .register(listener.source(), LISTENER, Interest::READABLE)?;
     println!("READY {}", listener.local_endpoint()?);
     let mut connections: Vec<Option<Connection>> = Vec::new();
     let mut scratch = vec![0u8; 256 * 1024];
@@ -98,7 +98,7 @@ fn serve(endpoint: &Endpoint) -> io::Result<()> {
                             connections.len() - 1
                         });
                     poll.registry().register(
-                        &mut stream,
+                        stream.source(),
                         Token(slot),
                         Interest::READABLE | Interest::WRITABLE,
                     )?;
@@ -117,7 +117,7 @@ fn serve(endpoint: &Endpoint) -> io::Result<()> {
             let closed = !matches!(connection.drive(&mut scratch), Ok(Outcome::Open));
             if closed {
                 if let Some(mut connection) = connections[slot].take() {
-                    poll.registry().deregister(&mut connection.stream)?;
+                    poll.registry().deregister(connection.stream.source())?;
                 }
             }
         }
