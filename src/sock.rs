@@ -4,6 +4,11 @@
 //!
 //! The Python face (`ferroloop/sock.py`) wraps these in coroutines and calls `abandon()` when
 //! the waiting coroutine is cancelled, so the fd stops being watched at once.
+//!
+//! A pending operation is bound to its socket object, not to the fd number: before each
+//! syscall it checks that the socket still has that number, and once the socket is closed it
+//! fails with EBADF (as asyncio's `sock.recv()` on a closed socket does) instead of reading or
+//! writing whatever the kernel gave the number to next.
 
 use std::os::fd::RawFd;
 
@@ -15,6 +20,7 @@ use pyo3::{intern, PyTraverseError, PyVisit};
 
 use crate::core::event_loop::LoopCore;
 use crate::core::gil_cell::GilCell;
+use crate::core::io::{holds_fd, FdNumber};
 use crate::core::io_table::{Direction, NativeWatcher};
 use crate::errors::os_error;
 use crate::sys;
@@ -29,6 +35,7 @@ enum Operation {
 #[pyclass(frozen, module = "ferroloop._ferroloop", name = "SockOperation")]
 pub struct SockOp {
     loop_: Py<LoopCore>,
+    sock: Py<PyAny>,
     fd: RawFd,
     direction: Direction,
     #[pyo3(get)]
@@ -143,20 +150,25 @@ impl SockOp {
         if future.call_method0(intern!(py, "done"))?.is_truthy()? {
             // Cancelled while waiting and not yet abandoned.
             lp.get()
-                .clear_native_watcher_of(py, this.fd, this.direction, target);
+                .clear_watcher_of(py, this.fd, this.direction, target);
             return Ok(());
         }
-        match this.attempt(py) {
+        let outcome = if holds_fd(this.sock.bind(py), this.fd) {
+            this.attempt(py)
+        } else {
+            Err(std::io::Error::from_raw_os_error(sys::EBADF))
+        };
+        match outcome {
             Ok(Progress::Pending) => Ok(()),
             Ok(Progress::Done(value)) => {
                 lp.get()
-                    .clear_native_watcher_of(py, this.fd, this.direction, target);
+                    .clear_watcher_of(py, this.fd, this.direction, target);
                 future.call_method1(intern!(py, "set_result"), (value,))?;
                 Ok(())
             }
             Err(err) => {
                 lp.get()
-                    .clear_native_watcher_of(py, this.fd, this.direction, target);
+                    .clear_watcher_of(py, this.fd, this.direction, target);
                 future.call_method1(
                     intern!(py, "set_exception"),
                     (os_error(err).into_value(py),),
@@ -169,20 +181,21 @@ impl SockOp {
     /// Starts waiting: a future completed when the operation finishes.
     fn wait(
         slf: &Bound<'_, LoopCore>,
+        sock: &Bound<'_, PyAny>,
         fd: RawFd,
         direction: Direction,
         operation: Operation,
     ) -> PyResult<Py<SockOp>> {
         let py = slf.py();
-        let fd_obj = fd.into_pyobject(py)?;
         slf.get()
-            .ensure_fd_no_transport(py, fd.into(), fd_obj.as_any())?;
+            .ensure_fd_no_transport(py, FdNumber::Valid(fd), sock)?;
         // Through Python: a loop subclass may make its own futures.
         let future = slf.call_method0(intern!(py, "create_future"))?.unbind();
         let op = Py::new(
             py,
             SockOp {
                 loop_: slf.clone().unbind(),
+                sock: sock.clone().unbind(),
                 fd,
                 direction,
                 future,
@@ -193,7 +206,8 @@ impl SockOp {
             target: op.clone_ref(py).into_any(),
             on_ready: SockOp::on_ready,
         };
-        slf.get().set_native_watcher(py, fd, direction, watcher)?;
+        slf.get()
+            .set_native_watcher(py, fd, direction, watcher, Some(sock))?;
         Ok(op)
     }
 }
@@ -210,11 +224,12 @@ impl SockOp {
         let this = slf.get();
         this.loop_
             .get()
-            .clear_native_watcher_of(py, this.fd, this.direction, slf.as_any());
+            .clear_watcher_of(py, this.fd, this.direction, slf.as_any());
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.loop_)?;
+        visit.call(&self.sock)?;
         visit.call(&self.future)
     }
 }
@@ -237,7 +252,10 @@ impl LoopCore {
         match recv_bytes(slf.get(), py, fd, max) {
             Ok(bytes) => Ok(bytes),
             Err(e) if sys::would_block(&e) => {
-                Ok(SockOp::wait(slf, fd, Direction::Read, Operation::Recv { max })?.into_any())
+                Ok(
+                    SockOp::wait(slf, sock, fd, Direction::Read, Operation::Recv { max })?
+                        .into_any(),
+                )
             }
             Err(e) => Err(os_error(e)),
         }
@@ -258,12 +276,14 @@ impl LoopCore {
         }
         match recv_into(py, fd, &buffer) {
             Ok(n) => Ok(n),
-            Err(e) if sys::would_block(&e) => {
-                Ok(
-                    SockOp::wait(slf, fd, Direction::Read, Operation::RecvInto { buffer })?
-                        .into_any(),
-                )
-            }
+            Err(e) if sys::would_block(&e) => Ok(SockOp::wait(
+                slf,
+                sock,
+                fd,
+                Direction::Read,
+                Operation::RecvInto { buffer },
+            )?
+            .into_any()),
             Err(e) => Err(os_error(e)),
         }
     }
@@ -290,6 +310,7 @@ impl LoopCore {
         }
         Ok(Some(SockOp::wait(
             slf,
+            sock,
             fd,
             Direction::Write,
             Operation::SendAll { data, sent },

@@ -330,3 +330,42 @@ def test_closed_loop_is_reported_before_a_negative_fd(loop):
     loop.close()
     with pytest.raises(RuntimeError, match='^Event loop is closed$'):
         loop.add_reader(-1, print)
+
+
+def rss_bytes():
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
+@pytest.mark.parametrize('fd', [2 ** 31 - 1, 10_000_000, 70_000])
+@pytest.mark.parametrize('method', ['add_reader', 'add_writer'])
+def test_a_number_nothing_has_open_is_ebadf_at_no_memory_cost(loop, fd, method):
+    """An fd table sized by the number it is given would let one bad call allocate gigabytes
+    (or abort the interpreter)."""
+    before = rss_bytes()
+    with pytest.raises(OSError) as info:
+        getattr(loop, method)(fd, print)
+    assert info.value.errno == errno.EBADF
+    assert rss_bytes() - before < 8 << 20
+    assert getattr(loop, method.replace('add', 'remove'))(fd) is False
+
+
+@pytest.mark.parametrize('fd', [2 ** 31, 2 ** 64, 10 ** 30])
+def test_a_number_beyond_a_c_int(loop, fd):
+    with pytest.raises(OverflowError):
+        loop.add_reader(fd, print)
+    with pytest.raises(OverflowError):
+        loop.add_writer(fd, print)
+    assert loop.remove_reader(fd) is False
+    assert loop.remove_writer(fd) is False
+
+
+@pytest.mark.parametrize('fd', [-2, -2 ** 31 - 1, -2 ** 64])
+def test_a_negative_number_of_any_size(loop, fd):
+    for method in ('add_reader', 'add_writer'):
+        with pytest.raises(ValueError, match='Invalid file descriptor: '):
+            getattr(loop, method)(fd, print)
+    for method in ('remove_reader', 'remove_writer'):
+        with pytest.raises(ValueError, match='Invalid file descriptor: '):
+            getattr(loop, method)(fd)
+

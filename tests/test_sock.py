@@ -1,6 +1,7 @@
 """The low-level socket API: sock_connect/accept/recv/recv_into/sendall, UDP, Unix sockets."""
 
 import asyncio
+import errno
 import os
 import socket
 import ssl
@@ -539,3 +540,30 @@ def test_many_concurrent_connections(loop, run_async, sockets):
         return replies
 
     assert run_async(main()) == [f'MSG{i}'.encode() for i in range(30)]
+
+
+@pytest.mark.parametrize('method', ['sock_recv', 'sock_recv_into', 'sock_sendall', 'sock_accept',
+                                    'sock_connect', 'sock_recvfrom', 'sock_recvfrom_into',
+                                    'sock_sendto', 'sock_sendfile'])
+def test_closed_socket_is_ebadf(loop, run_async, method, tmp_path):
+    """What the first attempt on a closed socket raises, before any check of its mode."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    sock.close()
+    path = tmp_path / 'file'
+    path.write_bytes(b'data')
+    args = {
+        'sock_recv': (4,), 'sock_recv_into': (bytearray(4),), 'sock_sendall': (b'data',),
+        'sock_accept': (), 'sock_connect': (('127.0.0.1', 9),), 'sock_recvfrom': (4,),
+        'sock_recvfrom_into': (bytearray(4),), 'sock_sendto': (b'x', ('127.0.0.1', 9)),
+    }
+
+    async def main():
+        if method == 'sock_sendfile':
+            with open(path, 'rb') as f:
+                return await loop.sock_sendfile(sock, f)
+        return await getattr(loop, method)(sock, *args[method])
+
+    with pytest.raises(OSError) as info:
+        run_async(main())
+    assert info.value.errno == errno.EBADF

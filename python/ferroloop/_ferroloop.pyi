@@ -94,6 +94,10 @@ class LoopCore:
         """``add_reader`` without the transport check, returning the handle."""
     def _add_writer(self, fd: FileDescriptorLike, callback: Callable[[Unpack[_Ts]], object],
                     *args: *_Ts) -> Handle: ...
+    def _remove_reader(self, fd: FileDescriptorLike) -> bool: ...
+    def _remove_writer(self, fd: FileDescriptorLike) -> bool: ...
+    def _discard_watcher(self, fd: int, handle: Handle, write: bool) -> None:
+        """Remove the registration ``handle`` was made as, if it is still there."""
     def _ensure_fd_no_transport(self, fd: FileDescriptorLike) -> None:
         """RuntimeError if a live transport owns ``fd``."""
 

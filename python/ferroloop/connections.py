@@ -59,16 +59,20 @@ def single_error(errors):
 
 class ConnectionsMixin:
 
-    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
-        return SocketTransport(self, sock, protocol, waiter, extra, server)
+    # ``users_sock``: the caller keeps the socket (``sock=``, ``connect_accepted_socket``), so
+    # the transport works on its own duplicate of the fd (see the README's differences).
+    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None,
+                               users_sock=True):
+        return SocketTransport(self, sock, protocol, waiter, extra, server, users_sock)
 
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *, server_side=False,
                             server_hostname=None, extra=None, server=None,
-                            ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
+                            ssl_handshake_timeout=None, ssl_shutdown_timeout=None,
+                            users_sock=True):
         from .tls import make_ssl_transport
         return make_ssl_transport(self, rawsock, protocol, sslcontext, waiter, server_side,
                                   server_hostname, extra, server, ssl_handshake_timeout,
-                                  ssl_shutdown_timeout)
+                                  ssl_shutdown_timeout, users_sock)
 
     async def _ensure_resolved(self, address, *, family=0, type=socket.SOCK_STREAM, proto=0, flags=0):
         host, port = address[:2]
@@ -134,6 +138,7 @@ class ConnectionsMixin:
             check_not_ssl_socket(sock)
         if happy_eyeballs_delay is not None and interleave is None:
             interleave = 1
+        users_sock = sock is not None
 
         if host is not None or port is not None:
             if sock is not None:
@@ -176,7 +181,8 @@ class ConnectionsMixin:
 
         transport, protocol = await self._create_connection_transport(
             sock, protocol_factory, ssl, server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout)
+            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
+            users_sock=users_sock)
         if self.get_debug():
             logger.debug('%r connected to %s:%r: (%r, %r)', transport.get_extra_info('socket'),
                          host, port, transport, protocol)
@@ -184,7 +190,7 @@ class ConnectionsMixin:
 
     async def _create_connection_transport(self, sock, protocol_factory, ssl, server_hostname,
                                            server_side=False, ssl_handshake_timeout=None,
-                                           ssl_shutdown_timeout=None):
+                                           ssl_shutdown_timeout=None, users_sock=True):
         sock.setblocking(False)
         protocol = protocol_factory()
         waiter = self.create_future()
@@ -193,9 +199,9 @@ class ConnectionsMixin:
             transport = self._make_ssl_transport(
                 sock, protocol, context, waiter, server_side=server_side,
                 server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
-                ssl_shutdown_timeout=ssl_shutdown_timeout)
+                ssl_shutdown_timeout=ssl_shutdown_timeout, users_sock=users_sock)
         else:
-            transport = self._make_socket_transport(sock, protocol, waiter)
+            transport = self._make_socket_transport(sock, protocol, waiter, users_sock=users_sock)
         await until_made(transport, waiter)
         return transport, protocol
 
@@ -211,6 +217,7 @@ class ConnectionsMixin:
                 raise ValueError('server_hostname is only meaningful with ssl')
             check_ssl_only_arguments(ssl, ssl_handshake_timeout=ssl_handshake_timeout,
                                      ssl_shutdown_timeout=ssl_shutdown_timeout)
+        users_sock = path is None
         if path is not None:
             if sock is not None:
                 raise ValueError('path and sock can not be specified at the same time')
@@ -230,7 +237,8 @@ class ConnectionsMixin:
             sock.setblocking(False)
         return await self._create_connection_transport(
             sock, protocol_factory, ssl, server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout)
+            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
+            users_sock=users_sock)
 
     async def connect_accepted_socket(self, protocol_factory, sock, *, ssl=None,
                                       ssl_handshake_timeout=None, ssl_shutdown_timeout=None):

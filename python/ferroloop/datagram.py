@@ -25,12 +25,13 @@ class DatagramTransport(CoreTransport, CoreSocket, CoreReading, CoreFlowControl,
 
     _hot_methods = ('sendto', 'is_closing', 'get_write_buffer_size')
 
-    def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
+    def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None,
+                 users_sock=True):
         super().__init__(extra)
         self._loop = loop
         socket_extra_info(self._extra, sock)
         core = _ferroloop.DatagramTransport(loop, self, sock, protocol, address,
-                                            bool(self._extra['peername']))
+                                            bool(self._extra['peername']), users_sock)
         self._attach(core, waiter)
 
     def _repr_io(self, core):
@@ -60,8 +61,11 @@ class DatagramTransport(CoreTransport, CoreSocket, CoreReading, CoreFlowControl,
 
 class DatagramMixin:
 
-    def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
-        return DatagramTransport(self, sock, protocol, address, waiter, extra)
+    # ``users_sock``: the caller keeps the socket (``sock=``): the transport works on its own
+    # duplicate of the fd.
+    def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None,
+                                 users_sock=True):
+        return DatagramTransport(self, sock, protocol, address, waiter, extra, users_sock)
 
     async def _datagram_address_pairs(self, local_addr, remote_addr, family, proto, flags):
         """``[((family, proto), (local, remote)), ...]``: the resolved address pairs to try."""
@@ -106,6 +110,7 @@ class DatagramMixin:
         ``allow_broadcast``, ``remote_addr`` is only the default destination (the socket is
         not connected). Python 3.11 has no ``reuse_address`` (it was unsafe for UDP).
         """
+        users_sock = sock is not None
         if sock is not None:
             if sock.type != socket.SOCK_DGRAM:
                 raise ValueError(f'A UDP Socket was expected, got {sock!r}')
@@ -155,7 +160,8 @@ class DatagramMixin:
 
         protocol = protocol_factory()
         waiter = self.create_future()
-        transport = self._make_datagram_transport(sock, protocol, remote, waiter)
+        transport = self._make_datagram_transport(sock, protocol, remote, waiter,
+                                                  users_sock=users_sock)
         if self.get_debug():
             if local_addr:
                 logger.info('Datagram endpoint local_addr=%r remote_addr=%r created: (%r, %r)',

@@ -33,12 +33,13 @@ def _check_sendfile_params(sock, file, offset, count):
 
 
 class _Writability:
-    """Wakes whoever waits each time ``fd`` is writable; the writer stays installed for the
+    """Wakes whoever waits each time ``sock`` is writable; the writer stays installed for the
     whole transfer (no epoll_ctl per block)."""
 
-    def __init__(self, loop, fd):
+    def __init__(self, loop, sock):
         self._loop = loop
-        self._fd = fd
+        self._sock = sock
+        self._fd = sock.fileno()
         self._handle = None
         self._waiter = None
 
@@ -49,7 +50,7 @@ class _Writability:
 
     async def wait(self):
         if self._handle is None:
-            self._handle = self._loop._add_writer(self._fd, self._wake)
+            self._handle = self._loop._add_writer(self._sock, self._wake)
         self._waiter = self._loop.create_future()
         try:
             await self._waiter
@@ -58,9 +59,8 @@ class _Writability:
 
     def close(self):
         handle, self._handle = self._handle, None
-        if handle is not None and not handle.cancelled():
-            # Still ours (nobody replaced it): stop watching.
-            self._loop._remove_writer(self._fd)
+        if handle is not None:
+            self._loop._discard_watcher(self._fd, handle, True)
 
 
 class _SendfileFallbackProtocol(protocols.Protocol):
@@ -157,7 +157,7 @@ class SendfileMixin:
             return 0  # an empty file
 
         fd = sock.fileno()
-        writable = _Writability(self, fd)
+        writable = _Writability(self, sock)
         total_sent = 0
         try:
             while True:
@@ -165,6 +165,9 @@ class SendfileMixin:
                     blocksize = count - total_sent
                     if blocksize <= 0:
                         return total_sent
+                if sock.fileno() != fd:
+                    # Closed meanwhile: the number may be another connection's by now.
+                    raise OSError(errno.EBADF, os.strerror(errno.EBADF))
                 try:
                     sent = os.sendfile(fd, fileno, offset, blocksize)
                 except (BlockingIOError, InterruptedError):

@@ -183,11 +183,17 @@ def _bind_all(infos, reuse_address, reuse_port, debug):
 
 class ServersMixin:
 
+    # Registered through the socket object, so a listening socket closed behind the server's
+    # back cannot leave it accepting on whatever reuses the number.
     def _start_accepting(self, server, sock):
-        self._add_reader(sock.fileno(), self._accept_connections, server, sock)
+        self._add_reader(sock, self._accept_connections, server, sock)
 
     def _stop_accepting(self, sock):
-        self.remove_reader(sock.fileno())
+        try:
+            self._remove_reader(sock)
+        except ValueError:
+            # Closed behind the server's back, and its registration gone already.
+            pass
         sock.close()
 
     def _accept_connections(self, server, sock):
@@ -208,7 +214,7 @@ class ServersMixin:
                     'exception': exc,
                     'socket': trsock.TransportSocket(sock),
                 })
-                self.remove_reader(sock.fileno())
+                self._remove_reader(sock)
                 self.call_later(ACCEPT_RETRY_DELAY, self._resume_accepting, server, sock)
                 return
             if self.get_debug():
@@ -228,10 +234,11 @@ class ServersMixin:
                 transport = self._make_ssl_transport(
                     conn, protocol, server._ssl_context, waiter, server_side=True, extra=extra,
                     server=server, ssl_handshake_timeout=server._ssl_handshake_timeout,
-                    ssl_shutdown_timeout=server._ssl_shutdown_timeout)
+                    ssl_shutdown_timeout=server._ssl_shutdown_timeout, users_sock=False)
                 self.create_task(self._wait_tls_handshake(waiter, transport, protocol))
             else:
-                transport = self._make_socket_transport(conn, protocol, extra=extra, server=server)
+                transport = self._make_socket_transport(conn, protocol, extra=extra, server=server,
+                                                        users_sock=False)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:

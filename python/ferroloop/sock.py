@@ -7,6 +7,8 @@ socket is ready. All of them are coroutines, like asyncio's, so bad arguments ra
 awaited and ``create_task(loop.sock_recv(...))`` works.
 """
 
+import errno
+import os
 import socket
 
 try:
@@ -18,6 +20,9 @@ except ImportError:  # Python built without ssl
 def _check_socket(loop, sock):
     if ssl is not None and isinstance(sock, ssl.SSLSocket):
         raise TypeError('Socket cannot be of type SSLSocket')
+    if sock.fileno() == -1:
+        # What asyncio's first attempt on a closed socket raises.
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
     # asyncio checks this only in debug mode; a blocking socket would freeze the whole loop,
     # so ferroloop always refuses it.
     if sock.gettimeout() != 0:
@@ -118,16 +123,17 @@ class SockMixin:
             except (BlockingIOError, InterruptedError):
                 pass
         fut = self.create_future()
+        self._ensure_fd_no_transport(sock)
         fd = sock.fileno()
-        self._ensure_fd_no_transport(fd)
+        # Registered through the socket object: once it is closed, the registration cannot
+        # serve whatever socket reuses the number; it runs once more and the attempt fails
+        # with the closed socket's EBADF (see the loop core's io_table).
         handle = (self._add_writer if write else self._add_reader)(
-            fd, _retry_when_ready, fut, attempt, args)
+            sock, _retry_when_ready, fut, attempt, args)
         try:
             return await fut
         finally:
-            if not handle.cancelled():
-                # Still ours (nobody replaced it): stop watching.
-                (self.remove_writer if write else self.remove_reader)(fd)
+            self._discard_watcher(fd, handle, write)
             fut = None
 
 

@@ -11,11 +11,11 @@ from .transports import SocketTransport
 
 
 def make_ssl_transport(loop, rawsock, protocol, sslcontext, waiter, server_side, server_hostname,
-                       extra, server, ssl_handshake_timeout, ssl_shutdown_timeout):
+                       extra, server, ssl_handshake_timeout, ssl_shutdown_timeout, users_sock):
     tls = sslproto.SSLProtocol(loop, protocol, sslcontext, waiter, server_side, server_hostname,
                                ssl_handshake_timeout=ssl_handshake_timeout,
                                ssl_shutdown_timeout=ssl_shutdown_timeout)
-    SocketTransport(loop, rawsock, tls, extra=extra, server=server)
+    SocketTransport(loop, rawsock, tls, extra=extra, server=server, users_sock=users_sock)
     return tls._app_transport
 
 

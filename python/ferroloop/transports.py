@@ -202,12 +202,14 @@ class SocketTransport(CoreTransport, CoreSocket, CoreReading, CoreWriting, CoreF
     _hot_methods = ('write', 'writelines', 'is_closing', 'is_reading', 'pause_reading',
                     'resume_reading', 'get_write_buffer_size')
 
-    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None,
+                 users_sock=True):
         super().__init__(extra)
         self._loop = loop
         socket_extra_info(self._extra, sock)
         set_nodelay(sock)
-        self._attach(_ferroloop.StreamTransport(loop, self, sock, protocol, server), waiter)
+        core = _ferroloop.StreamTransport(loop, self, sock, protocol, server, users_sock)
+        self._attach(core, waiter)
 
     def _repr_io(self, core):
         if not core._open or self._loop.is_closed():

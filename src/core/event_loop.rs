@@ -13,7 +13,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use super::gil_cell::{GilCell, GilFlag};
 use super::handle::Handle;
-use super::io_table::{IoTable, NativeWatcher, Ready};
+use super::io_table::{IoTable, NativeWatcher, Ready, WAKER_TOKEN};
 use super::timer_heap::TimerHeap;
 use crate::errors::{loop_closed, os_error};
 use crate::reactor::{Events, Interest, Poller, Waker};
@@ -61,30 +61,7 @@ pub struct LoopCore {
 
 /// The loop's clock: `CLOCK_MONOTONIC`, the clock of `time.monotonic()`, so deadlines computed
 /// from either agree.
-pub fn monotonic() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: writes into a live timespec; CLOCK_MONOTONIC cannot fail on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-}
-
-fn clock_resolution() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: writes into a live timespec.
-    unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-}
-
-pub fn current_thread_id() -> u64 {
-    // SAFETY: pthread_self cannot fail.
-    unsafe { libc::pthread_self() as u64 }
-}
+pub use crate::sys::monotonic;
 
 /// A tracked handle is reported as such. An untracked one (see `Handle`) that only this loop
 /// holds has what it references reported as the loop's own references, so a loop dropped
@@ -198,7 +175,7 @@ impl LoopCore {
         let poller = Poller::new().map_err(os_error)?;
         let waker = Waker::new().map_err(os_error)?;
         poller
-            .add(waker.as_raw_fd(), Interest::READABLE)
+            .add(waker.as_raw_fd(), Interest::READABLE, WAKER_TOKEN)
             .map_err(os_error)?;
         Ok(LoopCore {
             state: GilCell::new(LoopState {
@@ -219,7 +196,7 @@ impl LoopCore {
             thread_id: GilFlag::new(None),
             in_poll: GilFlag::new(false),
             read_buffer: GilCell::new(Vec::new()),
-            clock_resolution: clock_resolution(),
+            clock_resolution: crate::sys::monotonic_resolution(),
         })
     }
 
@@ -295,7 +272,7 @@ impl LoopCore {
                 "This event loop is already running",
             ));
         }
-        self.thread_id.set(py, Some(current_thread_id()));
+        self.thread_id.set(py, Some(crate::sys::thread_id()));
         Ok(())
     }
 

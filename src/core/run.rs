@@ -9,7 +9,7 @@ use pyo3::types::PyDict;
 use super::debug;
 use super::event_loop::{monotonic, LoopCore};
 use super::handle::{Handle, RunOutcome};
-use super::io_table::{NativeWatcher, Ready};
+use super::io_table::{NativeWatcher, Ready, WAKER_TOKEN};
 use crate::errors::{is_fatal_signal, os_error};
 
 /// asyncio's MAXIMUM_SELECT_TIMEOUT: never sleep longer than a day in one poll.
@@ -119,7 +119,7 @@ impl LoopCore {
             let mut guard = self.state.borrow_mut(py);
             let st = &mut *guard;
             for event in events.iter() {
-                if event.fd == reactor.waker.as_raw_fd() {
+                if event.token == WAKER_TOKEN {
                     reactor.waker.drain();
                 } else {
                     st.io

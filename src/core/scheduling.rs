@@ -6,10 +6,11 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
 use pyo3::PyClassInitializer;
 
-use super::event_loop::{current_thread_id, monotonic, LoopCore};
+use super::event_loop::{monotonic, LoopCore};
 use super::handle::{new_untracked, Handle, TimerHandle};
 use super::io_table::Ready;
 use super::stdlib;
+use crate::sys;
 
 /// Refuses what asyncio's debug mode refuses. Done in every mode: `callable()` costs next to
 /// nothing, and a bad callback found now beats a TypeError in the exception handler later.
@@ -47,7 +48,7 @@ impl LoopCore {
     /// Debug mode: non-thread-safe methods must be called from the loop's own thread.
     pub fn check_thread(&self, py: Python<'_>) -> PyResult<()> {
         match self.thread_id.get(py) {
-            Some(owner) if owner != current_thread_id() => Err(PyRuntimeError::new_err(
+            Some(owner) if owner != sys::thread_id() => Err(PyRuntimeError::new_err(
                 "Non-thread-safe operation invoked on an event loop other than the current one",
             )),
             _ => Ok(()),

@@ -1,8 +1,10 @@
 //! Interrupts a `Poller::wait` from another thread.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::sys;
 
 /// An eventfd registered for reading. `wake` makes it readable; `drain` resets it.
 ///
@@ -15,14 +17,8 @@ pub struct Waker {
 
 impl Waker {
     pub fn new() -> io::Result<Waker> {
-        // SAFETY: plain syscall; the fd is owned by the OwnedFd below.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd was just created and is owned by nobody else.
         Ok(Waker {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            fd: sys::eventfd()?,
             pending: AtomicBool::new(false),
         })
     }
@@ -35,18 +31,15 @@ impl Waker {
         if self.pending.swap(true, Ordering::AcqRel) {
             return;
         }
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64. EAGAIN (counter saturated) still leaves the
-        // fd readable, which is all a wake needs, so the result is deliberately ignored.
-        unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        // EAGAIN (counter saturated) still leaves the fd readable, which is all a wake needs.
+        let _ = sys::eventfd_write(self.fd.as_fd(), 1);
     }
 
     /// Called by the loop after the poller reported the waker readable.
     pub fn drain(&self) {
         self.pending.store(false, Ordering::Release);
-        let mut counter: u64 = 0;
-        // SAFETY: reads 8 bytes into a live u64; EAGAIN means it was already drained.
-        unsafe { libc::read(self.fd.as_raw_fd(), (&mut counter as *mut u64).cast(), 8) };
+        // EAGAIN means it was already drained.
+        let _ = sys::eventfd_read(self.fd.as_fd());
     }
 }
 
@@ -60,7 +53,9 @@ mod tests {
     fn wake_interrupts_wait_from_another_thread() {
         let poller = Poller::new().unwrap();
         let waker = std::sync::Arc::new(Waker::new().unwrap());
-        poller.add(waker.as_raw_fd(), Interest::READABLE).unwrap();
+        poller
+            .add(waker.as_raw_fd(), Interest::READABLE, 0)
+            .unwrap();
         let remote = waker.clone();
         let t = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(20));

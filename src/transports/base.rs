@@ -8,8 +8,9 @@
 //! is through [`NativeTransport`]. The helpers here are generic over it, so each is compiled
 //! for each transport: no dynamic dispatch and no extra allocation on the per-event paths.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::pyclass::boolean_struct::True;
 use pyo3::types::PyTuple;
@@ -18,32 +19,78 @@ use pyo3::{PyClass, PyTraverseError, PyVisit};
 use super::flow_control::{water_marks, FlowControl};
 use super::report::{call_flow_control, log_transport, report_fatal_error};
 use crate::core::event_loop::LoopCore;
-use crate::core::gil_cell::GilCell;
+use crate::core::gil_cell::{GilCell, GilFlag};
 use crate::core::io_table::{Direction, NativeFn, NativeWatcher};
 use crate::core::stdlib;
-use crate::errors::is_fatal_signal;
+use crate::errors::{is_fatal_signal, os_error};
+use crate::sys;
 
 /// asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES: writes after the connection was lost are
 /// dropped, with a warning once this many have been.
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
 /// The loop a transport runs on and the fd it reads and writes.
+///
+/// A transport made from an object the user keeps (`sock=`, `connect_accepted_socket`, a pipe)
+/// works on its own duplicate of the fd, as uvloop does: closing the user's object cannot turn
+/// the transport's number into someone else's connection. A transport made from a socket the
+/// loop created uses that socket's fd, which only the transport closes (users reach it through
+/// `asyncio.trsock.TransportSocket`, which has no `close()`). Either way the number is set to
+/// -1 when the transport lets go of it, so a late call fails with EBADF rather than reach
+/// whatever the kernel gives the number to next.
 pub struct LoopFd {
     loop_: Py<LoopCore>,
-    fd: RawFd,
+    fd: GilFlag<RawFd>,
+    /// The number of the object the transport was made from: what users see (`repr`) and what
+    /// `add_reader`'s transport check looks up.
+    shown_fd: RawFd,
+    /// The transport's own duplicate, if it made one.
+    duplicate: GilCell<Option<OwnedFd>>,
 }
 
 impl LoopFd {
-    pub fn new(event_loop: &Bound<'_, LoopCore>, fd: RawFd) -> LoopFd {
-        LoopFd {
-            loop_: event_loop.clone().unbind(),
-            fd,
+    /// `fileobj_fd` is the number of the object the transport is made from; `duplicate` says
+    /// whether the user keeps that object (see above).
+    pub fn new(
+        event_loop: &Bound<'_, LoopCore>,
+        fileobj_fd: RawFd,
+        duplicate: bool,
+    ) -> PyResult<LoopFd> {
+        if fileobj_fd < 0 {
+            return Err(PyValueError::new_err(format!(
+                "Invalid file descriptor: {fileobj_fd}"
+            )));
         }
+        let owned = if duplicate {
+            Some(sys::dup_cloexec(fileobj_fd).map_err(os_error)?)
+        } else {
+            None
+        };
+        Ok(LoopFd {
+            loop_: event_loop.clone().unbind(),
+            fd: GilFlag::new(owned.as_ref().map_or(fileobj_fd, |o| o.as_raw_fd())),
+            shown_fd: fileobj_fd,
+            duplicate: GilCell::new(owned),
+        })
     }
 
+    /// The fd to read and write; -1 once released.
     #[inline]
-    pub fn fd(&self) -> RawFd {
-        self.fd
+    pub fn fd(&self, py: Python<'_>) -> RawFd {
+        self.fd.get(py)
+    }
+
+    /// The number users know the transport by.
+    pub fn shown_fd(&self) -> RawFd {
+        self.shown_fd
+    }
+
+    /// The transport is done with its fd (its watchers are removed): forget the number and
+    /// close the duplicate, if any.
+    pub fn release(&self, py: Python<'_>) {
+        self.fd.set(py, -1);
+        let duplicate = self.duplicate.borrow_mut(py).take();
+        drop(duplicate);
     }
 
     #[inline]
@@ -74,7 +121,7 @@ impl LoopFd {
         };
         self.loop_
             .get()
-            .set_native_watcher(py, self.fd, direction, watcher)
+            .set_native_watcher(py, self.fd(py), direction, watcher, None)
     }
 
     /// Stops watching the fd in `direction`, whoever's watcher is there (for a transport that
@@ -83,7 +130,7 @@ impl LoopFd {
         let lp = self.loop_.get();
         if !lp.is_closed_flag(py) {
             // Cannot fail in a way the transport could act on (see IoTable::remove_watcher).
-            let _ = lp.clear_watcher(py, self.fd, direction);
+            let _ = lp.clear_watcher(py, self.fd(py), direction);
         }
     }
 
@@ -92,13 +139,14 @@ impl LoopFd {
     pub fn unwatch_own(&self, py: Python<'_>, direction: Direction, target: &Bound<'_, PyAny>) {
         let lp = self.loop_.get();
         if !lp.is_closed_flag(py) {
-            lp.clear_native_watcher_of(py, self.fd, direction, target);
+            lp.clear_watcher_of(py, self.fd(py), direction, target);
         }
     }
 
-    /// Records `owner` as the transport owning the fd (None: the fd is free again).
-    pub fn set_owner(&self, py: Python<'_>, owner: Option<Py<PyAny>>) {
-        self.loop_.get().set_fd_owner(py, self.fd, owner);
+    /// Records `owner` as the transport owning the number of `fileobj` (None: the number is
+    /// free again).
+    pub fn set_owner(&self, py: Python<'_>, owner: Option<(Py<PyAny>, Option<Py<PyAny>>)>) {
+        self.loop_.get().set_fd_owner(py, self.shown_fd, owner);
     }
 
     /// `loop.call_soon(obj.<method>, *args)`.
@@ -148,6 +196,8 @@ pub trait NativeTransport: PyClass<Frozen = True> + Sync {
     /// The `asyncio` transport the protocol sees, until the connection is lost.
     fn wrapper_of(st: &Self::State) -> Option<&Py<PyAny>>;
     fn protocol_of(st: &Self::State) -> Option<&Py<PyAny>>;
+    /// The socket or pipe object the transport was made from, until it is closed.
+    fn fileobj_of(st: &Self::State) -> Option<&Py<PyAny>>;
     /// Whether `_fatal_error` only logs `err` (in debug mode) instead of reporting it.
     fn is_quiet_error(py: Python<'_>, err: &PyErr) -> bool;
     /// What `_fatal_error` does once the error is reported: asyncio's `_force_close(exc)`
@@ -370,7 +420,8 @@ pub fn begin<T: NativeTransport>(
     let io = this.io();
     let wrapper = this.wrapper(py);
     if T::OWNS_FD {
-        io.set_owner(py, wrapper.as_ref().map(|w| w.clone_ref(py)));
+        let fileobj = T::fileobj_of(&this.state().borrow(py)).map(|f| f.clone_ref(py));
+        io.set_owner(py, wrapper.as_ref().map(|w| (w.clone_ref(py), fileobj)));
     }
     io.loop_ref(py).get().register_transport(py, slf.as_any());
     if let (Some(protocol), Some(wrapper)) = (this.protocol_obj(py), wrapper) {
@@ -408,13 +459,16 @@ pub fn schedule_connection_lost<T: NativeTransport>(
     )
 }
 
+/// The end of a transport whose watchers are removed: it lets go of its fd, then
 /// `protocol.connection_lost(exc)`, then `resource.close()` even if that raised.
 pub fn finish(
+    io: &LoopFd,
     py: Python<'_>,
     protocol: Option<Py<PyAny>>,
     resource: Option<Py<PyAny>>,
     exc: &Bound<'_, PyAny>,
 ) -> PyResult<()> {
+    io.release(py);
     let lost = match &protocol {
         Some(p) => p.bind(py).call_method1("connection_lost", (exc,)).map(drop),
         None => Ok(()),
@@ -448,7 +502,9 @@ pub fn release_socket<T: SelectorTransport>(
     let py = slf.py();
     stop_reading(slf);
     T::stop_writing(slf);
-    slf.get().io().set_owner(py, None);
+    let io = slf.get().io();
+    io.set_owner(py, None);
+    io.release(py);
     sock.bind(py).call_method0("close")?;
     Ok(())
 }
@@ -587,7 +643,7 @@ pub fn repr<T: NativeTransport>(this: &T, py: Python<'_>) -> PyResult<String> {
         None => Ok(format!(
             "<{} closed fd={}>",
             <T as PyClass>::NAME,
-            this.io().fd()
+            this.io().shown_fd()
         )),
     }
 }
@@ -654,7 +710,7 @@ macro_rules! common_pymethods {
 
             #[getter]
             fn _fd(&self) -> ::std::os::fd::RawFd {
-                $crate::transports::base::NativeTransport::io(self).fd()
+                $crate::transports::base::NativeTransport::io(self).shown_fd()
             }
 
             /// The transport the protocol sees, so error reports about this core name it.

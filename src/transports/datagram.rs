@@ -10,8 +10,6 @@
 //! What the socket cannot take now is queued, datagram by datagram, and sent when it drains.
 
 use std::collections::VecDeque;
-use std::ffi::CStr;
-use std::os::fd::RawFd;
 
 use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{
@@ -27,9 +25,10 @@ use super::base::{
 use super::flow_control::FlowControl;
 use crate::core::event_loop::{LoopCore, READ_BUFFER_SIZE};
 use crate::core::gil_cell::GilCell;
+use crate::core::io::fileobj_number;
 use crate::core::io_table::{Direction, NativeFn};
 use crate::errors::os_error;
-use crate::sys;
+use crate::sys::{self, SockAddr};
 
 /// asyncio's `max_size`: the largest datagram received whole.
 const MAX_DATAGRAM: usize = READ_BUFFER_SIZE;
@@ -101,106 +100,41 @@ fn would_block(py: Python<'_>, err: &PyErr) -> bool {
     err.is_instance_of::<PyBlockingIOError>(py) || err.is_instance_of::<PyInterruptedError>(py)
 }
 
-extern "C" {
-    // POSIX; the libc crate does not bind it.
-    fn inet_ntop(
-        af: libc::c_int,
-        src: *const libc::c_void,
-        dst: *mut libc::c_char,
-        size: libc::socklen_t,
-    ) -> *const libc::c_char;
-}
-
-/// An IPv4 or IPv6 address as text, by the C library's `inet_ntop`, as CPython formats it
-/// (Rust's `Display` differs for IPv4-compatible IPv6 addresses).
-fn ntop(family: i32, addr: *const libc::c_void) -> String {
-    let mut text = [0 as libc::c_char; 64];
-    // SAFETY: `addr` points at an in_addr/in6_addr matching `family`; `text` is large enough
-    // for either and inet_ntop NUL-terminates on success.
-    let ok = unsafe {
-        !inet_ntop(
-            family,
-            addr,
-            text.as_mut_ptr(),
-            text.len() as libc::socklen_t,
-        )
-        .is_null()
-    };
-    if !ok {
-        return String::new();
-    }
-    // SAFETY: NUL-terminated by inet_ntop.
-    unsafe { CStr::from_ptr(text.as_ptr()) }
-        .to_string_lossy()
-        .into_owned()
-}
-
 /// A sender's address as CPython's `makesockaddr` returns it: `(host, port)` for IPv4,
 /// `(host, port, flowinfo, scope_id)` for IPv6, a str path (bytes in Linux's abstract
 /// namespace) for Unix sockets, None when there is no address.
-fn sockaddr_to_py(
-    py: Python<'_>,
-    storage: &libc::sockaddr_storage,
-    len: libc::socklen_t,
-) -> PyResult<Py<PyAny>> {
-    if len == 0 {
-        return Ok(py.None());
-    }
-    let family = i32::from(storage.ss_family);
-    let ptr = (storage as *const libc::sockaddr_storage).cast::<u8>();
-    match family {
-        libc::AF_INET => {
-            // SAFETY: the kernel wrote a sockaddr_in; sockaddr_storage is large and aligned
-            // enough for it.
-            let sin = unsafe { &*ptr.cast::<libc::sockaddr_in>() };
-            let host = ntop(family, (&sin.sin_addr as *const libc::in_addr).cast());
-            Ok((host, u16::from_be(sin.sin_port))
-                .into_pyobject(py)?
-                .into_any()
-                .unbind())
-        }
-        libc::AF_INET6 => {
-            // SAFETY: as above, for sockaddr_in6.
-            let sin6 = unsafe { &*ptr.cast::<libc::sockaddr_in6>() };
-            let host = ntop(family, (&sin6.sin6_addr as *const libc::in6_addr).cast());
-            Ok((
-                host,
-                u16::from_be(sin6.sin6_port),
-                u32::from_be(sin6.sin6_flowinfo),
-                sin6.sin6_scope_id,
-            )
-                .into_pyobject(py)?
-                .into_any()
-                .unbind())
-        }
-        libc::AF_UNIX => {
-            let offset = std::mem::offset_of!(libc::sockaddr_un, sun_path);
-            let storage_size = std::mem::size_of::<libc::sockaddr_storage>();
-            // SAFETY: the path lies inside the (zero-initialised) storage.
-            let path =
-                unsafe { std::slice::from_raw_parts(ptr.add(offset), storage_size - offset) };
-            let path_len = (len as usize).saturating_sub(offset).min(path.len());
-            if path_len > 0 && path[0] == 0 {
-                // Linux's abstract namespace: the name is bytes, leading NUL included.
-                return Ok(PyBytes::new(py, &path[..path_len]).into_any().unbind());
-            }
-            let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
-            // SAFETY: a valid pointer and length; the result is a new reference or NULL with
-            // an exception set.
-            unsafe {
-                let obj = pyo3::ffi::PyUnicode_DecodeFSDefaultAndSize(
-                    path.as_ptr().cast(),
-                    end as pyo3::ffi::Py_ssize_t,
-                );
-                Ok(Bound::from_owned_ptr_or_err(py, obj)?.unbind())
-            }
-        }
-        _ => Ok(py.None()),
-    }
+fn sockaddr_to_py(py: Python<'_>, addr: SockAddr) -> PyResult<Py<PyAny>> {
+    Ok(match addr {
+        SockAddr::Inet4 { host, port } => (host, port).into_pyobject(py)?.into_any().unbind(),
+        SockAddr::Inet6 {
+            host,
+            port,
+            flowinfo,
+            scope_id,
+        } => (host, port, flowinfo, scope_id)
+            .into_pyobject(py)?
+            .into_any()
+            .unbind(),
+        SockAddr::UnixAbstract(name) => PyBytes::new(py, &name).into_any().unbind(),
+        // SAFETY: a valid pointer and length; the result is a new reference or NULL with an
+        // exception set.
+        SockAddr::UnixPath(path) => unsafe {
+            let obj = pyo3::ffi::PyUnicode_DecodeFSDefaultAndSize(
+                path.as_ptr().cast(),
+                path.len() as pyo3::ffi::Py_ssize_t,
+            );
+            Bound::from_owned_ptr_or_err(py, obj)?.unbind()
+        },
+        SockAddr::None | SockAddr::Other(_) => py.None(),
+    })
 }
 
 impl NativeTransport for DatagramTransport {
     base::native_transport_fields!(State, obj);
+
+    fn fileobj_of(st: &State) -> Option<&Py<PyAny>> {
+        st.sock.as_ref()
+    }
 
     const OWNS_FD: bool = true;
 
@@ -281,7 +215,7 @@ impl DatagramTransport {
 
     /// One datagram from the socket: `(data, address)`.
     fn receive(&self, py: Python<'_>) -> Outcome<(Py<PyAny>, Py<PyAny>)> {
-        if !matches!(self.family, libc::AF_INET | libc::AF_INET6 | libc::AF_UNIX) {
+        if !sys::is_decoded_family(self.family) {
             let recvfrom = self
                 .state
                 .borrow(py)
@@ -301,18 +235,16 @@ impl DatagramTransport {
                 Err(err) => Outcome::Failed(err),
             };
         }
-        // SAFETY: plain old data; recvfrom zeroes it again before use.
-        let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let received = {
-            let fd = self.io.fd();
+            let fd = self.io.fd(py);
             self.io
                 .loop_ref(py)
                 .get()
-                .read_bytes(py, MAX_DATAGRAM, |buf| sys::recvfrom(fd, buf, &mut from))
-                .map(|(data, addr_len)| (data.into_any().unbind(), addr_len))
+                .read_bytes(py, MAX_DATAGRAM, |buf| sys::recvfrom(fd, buf))
+                .map(|(data, from)| (data.into_any().unbind(), from))
         };
         match received {
-            Ok((data, addr_len)) => match sockaddr_to_py(py, &from, addr_len) {
+            Ok((data, from)) => match sockaddr_to_py(py, from) {
                 Ok(addr) => Outcome::Done((data, addr)),
                 Err(err) => Outcome::Failed(err),
             },
@@ -342,7 +274,7 @@ impl DatagramTransport {
             let bytes = unsafe {
                 std::slice::from_raw_parts(view.buf_ptr() as *const u8, view.len_bytes())
             };
-            return match sys::send(self.io.fd(), bytes) {
+            return match sys::send(self.io.fd(py), bytes) {
                 Ok(_) => Outcome::Done(()),
                 Err(e) if sys::would_block(&e) => Outcome::NotReady,
                 Err(e) => Outcome::Failed(os_error(e)),
@@ -355,7 +287,7 @@ impl DatagramTransport {
             .as_ref()
             .map(|m| m.clone_ref(py));
         let Some(sendto) = sendto else {
-            return Outcome::Failed(PyOSError::new_err((libc::EBADF, "Bad file descriptor")));
+            return Outcome::Failed(PyOSError::new_err((sys::EBADF, "Bad file descriptor")));
         };
         match sendto.bind(py).call1((data, addr)) {
             Ok(_) => Outcome::Done(()),
@@ -482,7 +414,7 @@ impl DatagramTransport {
             )
         };
         drop((methods, dropped));
-        let result = base::finish(py, protocol.map(|p| p.obj), sock, &exc);
+        let result = base::finish(&this.io, py, protocol.map(|p| p.obj), sock, &exc);
         let wrapper = this.state.borrow_mut(py).wrapper.take();
         drop(wrapper);
         result
@@ -506,10 +438,13 @@ fn check_data(data: &Bound<'_, PyAny>) -> PyResult<()> {
 
 #[pymethods]
 impl DatagramTransport {
-    /// `DatagramTransport(loop, wrapper, sock, protocol, address, connected)`: `address` is
-    /// the remote address given to create_datagram_endpoint (or None), `connected` whether
-    /// the socket has a peer. The wrapper calls `_begin`.
+    /// `DatagramTransport(loop, wrapper, sock, protocol, address, connected, users_sock)`:
+    /// `address` is the remote address given to create_datagram_endpoint (or None),
+    /// `connected` whether the socket has a peer, `users_sock` whether the caller keeps
+    /// `sock` (the transport then works on a duplicate of its fd, see `LoopFd`). The wrapper
+    /// calls `_begin`.
     #[new]
+    #[pyo3(signature = (event_loop, wrapper, sock, protocol, address, connected, users_sock=true))]
     fn new(
         event_loop: &Bound<'_, LoopCore>,
         wrapper: &Bound<'_, PyAny>,
@@ -517,14 +452,12 @@ impl DatagramTransport {
         protocol: &Bound<'_, PyAny>,
         address: &Bound<'_, PyAny>,
         connected: bool,
+        users_sock: bool,
     ) -> PyResult<Self> {
-        let fd: RawFd = sock.call_method0("fileno")?.extract()?;
-        if fd < 0 {
-            return Err(PyValueError::new_err("the socket is closed"));
-        }
+        let fd = fileobj_number(sock)?.for_registering()?;
         let family: i32 = sock.getattr("family")?.extract()?;
         Ok(DatagramTransport {
-            io: LoopFd::new(event_loop, fd),
+            io: LoopFd::new(event_loop, fd, users_sock)?,
             family,
             connected,
             state: GilCell::new(State {

@@ -34,7 +34,7 @@ fn is_eio(py: Python<'_>, err: &PyErr) -> bool {
             .value(py)
             .getattr("errno")
             .and_then(|e| e.extract::<i32>())
-            .is_ok_and(|errno| errno == libc::EIO)
+            .is_ok_and(|errno| errno == sys::EIO)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -62,6 +62,10 @@ pub struct ReadPipeTransport {
 
 impl NativeTransport for ReadPipeTransport {
     base::native_transport_fields!(ReadState);
+
+    fn fileobj_of(st: &ReadState) -> Option<&Py<PyAny>> {
+        st.pipe.as_ref()
+    }
 
     const OWNS_FD: bool = false;
 
@@ -113,7 +117,7 @@ impl ReadPipeTransport {
             }
         }
         let read = {
-            let fd = this.io.fd();
+            let fd = this.io.fd(py);
             lp.get()
                 .read_bytes(py, usize::MAX, |buf| Ok((sys::read(fd, buf)?, ())))
                 .map(|(data, ())| (data.as_bytes().len(), data.unbind()))
@@ -180,7 +184,8 @@ impl ReadPipeTransport {
 #[pymethods]
 impl ReadPipeTransport {
     /// `ReadPipeTransport(loop, wrapper, pipe, protocol, fd)`: `fd` is `pipe.fileno()`,
-    /// already checked and made non-blocking. The wrapper calls `_begin`.
+    /// already checked and made non-blocking. The transport reads a duplicate of it, so the
+    /// caller closing `pipe` cannot redirect it (see `LoopFd`). The wrapper calls `_begin`.
     #[new]
     fn new(
         event_loop: &Bound<'_, LoopCore>,
@@ -188,9 +193,9 @@ impl ReadPipeTransport {
         pipe: &Bound<'_, PyAny>,
         protocol: &Bound<'_, PyAny>,
         fd: RawFd,
-    ) -> Self {
-        ReadPipeTransport {
-            io: LoopFd::new(event_loop, fd),
+    ) -> PyResult<Self> {
+        Ok(ReadPipeTransport {
+            io: LoopFd::new(event_loop, fd, true)?,
             state: GilCell::new(ReadState {
                 wrapper: Some(wrapper.clone().unbind()),
                 pipe: Some(pipe.clone().unbind()),
@@ -199,7 +204,7 @@ impl ReadPipeTransport {
                 lifecycle: Lifecycle::default(),
                 lost: false,
             }),
-        }
+        })
     }
 
     /// Schedules `connection_made`, then the start of reading, then the waiter's result.
@@ -222,7 +227,7 @@ impl ReadPipeTransport {
                 st.wrapper.take(),
             )
         };
-        let result = base::finish(py, protocol, pipe, &exc);
+        let result = base::finish(&this.io, py, protocol, pipe, &exc);
         drop((method, wrapper));
         result
     }
@@ -265,6 +270,7 @@ impl ReadPipeTransport {
         let this = slf.get();
         base::retire(slf);
         base::stop_reading(slf);
+        this.io.release(py);
         let pipe = this.state.borrow_mut(py).pipe.take();
         if let (Some(pipe), true) = (&pipe, close) {
             pipe.bind(py).call_method0("close")?;
@@ -338,6 +344,10 @@ pub struct WritePipeTransport {
 impl NativeTransport for WritePipeTransport {
     base::native_transport_fields!(WriteState);
 
+    fn fileobj_of(st: &WriteState) -> Option<&Py<PyAny>> {
+        st.pipe.as_ref()
+    }
+
     const OWNS_FD: bool = false;
 
     fn is_quiet_error(py: Python<'_>, err: &PyErr) -> bool {
@@ -395,8 +405,8 @@ impl WritePipeTransport {
         WritePipeTransport::schedule_connection_lost(slf, exc)
     }
 
-    fn write_now(&self, data: &[u8]) -> std::io::Result<usize> {
-        sys::send_or_write(self.io.fd(), data, self.is_socket)
+    fn write_now(&self, py: Python<'_>, data: &[u8]) -> std::io::Result<usize> {
+        sys::send_or_write(self.io.fd(py), data, self.is_socket)
     }
 
     /// The fd became readable: on a write pipe that means the reading end was closed.
@@ -441,7 +451,7 @@ impl WritePipeTransport {
             if !st.writing || st.buffer.is_empty() {
                 return Ok(());
             }
-            st.buffer.write_to(this.io.fd(), this.is_socket)
+            st.buffer.write_to(this.io.fd(py), this.is_socket)
         };
         match written {
             Ok(n) => {
@@ -495,7 +505,7 @@ impl WritePipeTransport {
             )
         };
         drop(dropped);
-        let result = base::finish(py, protocol, pipe, &exc);
+        let result = base::finish(&this.io, py, protocol, pipe, &exc);
         drop(wrapper);
         result
     }
@@ -504,8 +514,9 @@ impl WritePipeTransport {
 #[pymethods]
 impl WritePipeTransport {
     /// `WritePipeTransport(loop, wrapper, pipe, protocol, fd, is_socket, watch_peer)`: `fd`
-    /// is `pipe.fileno()`, already checked and made non-blocking; `watch_peer` says whether
-    /// the fd reports its peer closing as readability (pipes and sockets).
+    /// is `pipe.fileno()`, already checked and made non-blocking (the transport writes a
+    /// duplicate of it, see `LoopFd`); `watch_peer` says whether the fd reports its peer
+    /// closing as readability (pipes and sockets).
     #[new]
     fn new(
         event_loop: &Bound<'_, LoopCore>,
@@ -515,9 +526,9 @@ impl WritePipeTransport {
         fd: RawFd,
         is_socket: bool,
         watch_peer: bool,
-    ) -> Self {
-        WritePipeTransport {
-            io: LoopFd::new(event_loop, fd),
+    ) -> PyResult<Self> {
+        Ok(WritePipeTransport {
+            io: LoopFd::new(event_loop, fd, true)?,
             is_socket,
             watch_peer,
             state: GilCell::new(WriteState {
@@ -532,7 +543,7 @@ impl WritePipeTransport {
                 watching_peer: false,
                 lost: false,
             }),
-        }
+        })
     }
 
     /// Schedules `connection_made`, then (pipes and sockets) watching for the peer closing,
@@ -585,7 +596,7 @@ impl WritePipeTransport {
         };
         let mut written = 0;
         if !buffered {
-            match this.write_now(chunk.as_ref()) {
+            match this.write_now(py, chunk.as_ref()) {
                 Ok(n) if n == chunk.as_ref().len() => return Ok(()),
                 Ok(n) => written = n,
                 Err(e) if sys::would_block(&e) => {}
@@ -697,6 +708,7 @@ impl WritePipeTransport {
         let py = slf.py();
         WritePipeTransport::stop_writing(slf);
         WritePipeTransport::stop_watching_peer(slf);
+        slf.get().io.release(py);
         let pipe = slf.get().state.borrow_mut(py).pipe.take();
         if let (Some(pipe), true) = (&pipe, close) {
             pipe.bind(py).call_method0("close")?;

@@ -8,12 +8,8 @@
 //! per readiness event into the loop's buffer, writes tried at once and only the rest
 //! buffered, flushed with one vectored send.
 
-use std::os::fd::RawFd;
-
 use pyo3::buffer::PyUntypedBuffer;
-use pyo3::exceptions::{
-    PyBufferError, PyConnectionError, PyOSError, PyRuntimeError, PyTypeError, PyValueError,
-};
+use pyo3::exceptions::{PyBufferError, PyConnectionError, PyOSError, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
@@ -26,6 +22,7 @@ use super::report::log_transport;
 use super::write_buffer::WriteBuffer;
 use crate::core::event_loop::LoopCore;
 use crate::core::gil_cell::GilCell;
+use crate::core::io::fileobj_number;
 use crate::core::io_table::{Direction, NativeFn};
 use crate::core::stdlib;
 use crate::errors::os_error;
@@ -117,6 +114,10 @@ pub struct StreamTransport {
 impl NativeTransport for StreamTransport {
     base::native_transport_fields!(State, obj);
 
+    fn fileobj_of(st: &State) -> Option<&Py<PyAny>> {
+        st.sock.as_ref()
+    }
+
     const OWNS_FD: bool = true;
 
     /// OSErrors are the peer's doing.
@@ -192,7 +193,7 @@ impl StreamTransport {
             .and_then(|p| p.buffered.as_ref().map(|(get, _)| get.clone_ref(py)));
         match buffered {
             None => {
-                let fd = self.io.fd();
+                let fd = self.io.fd(py);
                 let read = self
                     .io
                     .loop_ref(py)
@@ -230,7 +231,7 @@ impl StreamTransport {
                 };
                 // SAFETY: the buffer is held for the call and writable for len_bytes().
                 match unsafe {
-                    sys::recv_raw(self.io.fd(), target.buf_ptr().cast(), target.len_bytes())
+                    sys::recv_raw(self.io.fd(py), target.buf_ptr().cast(), target.len_bytes())
                 } {
                     Ok(0) => ReadOutcome::Eof,
                     Ok(n) => ReadOutcome::Count(n),
@@ -332,7 +333,7 @@ impl StreamTransport {
             if st.conn_lost > 0 || st.buffer.is_empty() {
                 return Ok(());
             }
-            st.buffer.write_to(this.io.fd(), true)
+            st.buffer.write_to(this.io.fd(py), true)
         };
         match sent {
             Ok(n) => {
@@ -393,11 +394,11 @@ impl StreamTransport {
     }
 
     fn shutdown_write(&self, py: Python<'_>) -> PyResult<()> {
-        let sock = self.state.borrow(py).sock.as_ref().map(|s| s.clone_ref(py));
-        if let Some(sock) = sock {
-            sock.bind(py).call_method1("shutdown", (libc::SHUT_WR,))?;
+        match self.io.fd(py) {
+            // Released: the connection is gone already.
+            fd if fd < 0 => Ok(()),
+            fd => sys::shutdown_write(fd).map_err(os_error),
         }
-        Ok(())
     }
 
     /// Sends `chunk` now if nothing is queued; queues what the kernel did not take.
@@ -407,7 +408,7 @@ impl StreamTransport {
         let mut sent = 0;
         if this.state.borrow(py).buffer.is_empty() {
             let data = chunk.as_ref();
-            match sys::send(this.io.fd(), data) {
+            match sys::send(this.io.fd(py), data) {
                 Ok(n) if n == data.len() => return Ok(()),
                 Ok(n) => sent = n,
                 Err(e) if sys::would_block(&e) => {}
@@ -450,6 +451,7 @@ impl StreamTransport {
         this.io.unwatch(py, Direction::Read);
         this.io.unwatch(py, Direction::Write);
         this.io.set_owner(py, None);
+        this.io.release(py);
         let result = match &protocol {
             Some(p) => p
                 .obj
@@ -478,22 +480,22 @@ impl StreamTransport {
 
 #[pymethods]
 impl StreamTransport {
-    /// `StreamTransport(loop, wrapper, sock, protocol, server)`; the wrapper calls `_begin`.
+    /// `StreamTransport(loop, wrapper, sock, protocol, server, users_sock)`; the wrapper
+    /// calls `_begin`. `users_sock`: the caller keeps `sock` (the transport then works on a
+    /// duplicate of its fd, see `LoopFd`).
     #[new]
-    #[pyo3(signature = (event_loop, wrapper, sock, protocol, server=None))]
+    #[pyo3(signature = (event_loop, wrapper, sock, protocol, server=None, users_sock=true))]
     fn new(
         event_loop: &Bound<'_, LoopCore>,
         wrapper: &Bound<'_, PyAny>,
         sock: &Bound<'_, PyAny>,
         protocol: &Bound<'_, PyAny>,
         server: Option<&Bound<'_, PyAny>>,
+        users_sock: bool,
     ) -> PyResult<Self> {
-        let fd: RawFd = sock.call_method0("fileno")?.extract()?;
-        if fd < 0 {
-            return Err(PyValueError::new_err("the socket is closed"));
-        }
+        let fd = fileobj_number(sock)?.for_registering()?;
         let transport = StreamTransport {
-            io: LoopFd::new(event_loop, fd),
+            io: LoopFd::new(event_loop, fd, users_sock)?,
             state: GilCell::new(State {
                 wrapper: Some(wrapper.clone().unbind()),
                 sock: Some(sock.clone().unbind()),

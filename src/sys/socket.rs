@@ -1,20 +1,19 @@
-//! Thin safe wrappers over the socket syscalls of the hot paths.
+//! Reading and writing sockets and pipes: the syscalls of the hot paths.
 
 use std::io;
 use std::os::fd::RawFd;
 
-fn result(ret: isize) -> io::Result<usize> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret as usize)
-    }
+use super::cvt;
+use super::sockaddr::SockAddr;
+
+fn byte_count(ret: isize) -> io::Result<usize> {
+    cvt(ret).map(|n| n as usize)
 }
 
 /// `recv(fd, buf, 0)`.
 pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: buf is a live, writable slice of buf.len() bytes.
-    result(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) })
+    byte_count(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) })
 }
 
 /// `recv` into raw memory the caller vouches for (a Python buffer held for the call).
@@ -23,14 +22,14 @@ pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 /// `ptr` must be valid for writes of `len` bytes for the duration of the call.
 pub unsafe fn recv_raw(fd: RawFd, ptr: *mut u8, len: usize) -> io::Result<usize> {
     // SAFETY: guaranteed by the caller.
-    result(unsafe { libc::recv(fd, ptr.cast(), len, 0) })
+    byte_count(unsafe { libc::recv(fd, ptr.cast(), len, 0) })
 }
 
 /// `send(fd, buf, MSG_NOSIGNAL)`: a closed peer is an EPIPE error, never a SIGPIPE, even in
 /// an embedding that did not ignore SIGPIPE as Python does.
 pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: buf is a live slice of buf.len() bytes.
-    result(unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) })
+    byte_count(unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) })
 }
 
 /// True for errors that mean "not now, try when the fd is ready again".
@@ -75,41 +74,44 @@ pub fn send_vectored(
             )
         }
     };
-    result(ret)
+    byte_count(ret)
 }
 
 /// `write(fd, buf)`, for pipes.
 pub fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: buf is a live slice of buf.len() bytes.
-    result(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })
+    byte_count(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })
 }
 
 /// `read(fd, buf)`, for pipes.
 pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: buf is a live, writable slice of buf.len() bytes.
-    result(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
+    byte_count(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
 }
 
-/// `recvfrom(fd, buf, 0, &from)`: the datagram's size and the sender's address (`from` is
-/// zeroed first, as CPython does, so a short address reads as NUL-padded).
-pub fn recvfrom(
-    fd: RawFd,
-    buf: &mut [u8],
-    from: &mut libc::sockaddr_storage,
-) -> io::Result<(usize, libc::socklen_t)> {
-    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
-    *from = unsafe { std::mem::zeroed() };
+/// `recvfrom(fd, buf, 0)`: the datagram's size and the sender's address.
+pub fn recvfrom(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, SockAddr)> {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value. Zeroed as CPython
+    // does, so a short address reads as NUL-padded.
+    let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: buf is a live, writable slice; `from` is writable for `len` bytes.
-    let n = result(unsafe {
+    let n = byte_count(unsafe {
         libc::recvfrom(
             fd,
             buf.as_mut_ptr().cast(),
             buf.len(),
             0,
-            (from as *mut libc::sockaddr_storage).cast(),
+            (&mut from as *mut libc::sockaddr_storage).cast(),
             &mut len,
         )
     })?;
-    Ok((n, len))
+    Ok((n, SockAddr::from_storage(&from, len)))
+}
+
+/// `shutdown(fd, SHUT_WR)`: the peer reads EOF once what was sent has arrived.
+pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
+    // SAFETY: plain syscall.
+    cvt(unsafe { libc::shutdown(fd, libc::SHUT_WR) })?;
+    Ok(())
 }

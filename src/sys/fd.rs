@@ -1,0 +1,22 @@
+//! File descriptors as such: duplicating one, asking whether a number is open.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use super::cvt;
+
+/// A close-on-exec duplicate of `fd`, owned by the caller: the same open file, under a number
+/// nobody else can close.
+pub fn dup_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; an invalid fd is an EBADF error.
+    let new = cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) })?;
+    // SAFETY: new was just created and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// Whether `fd` is an open file descriptor of this process (EBADF otherwise).
+pub fn is_open(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_GETFD only reads the descriptor's flags.
+    cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    Ok(())
+}
