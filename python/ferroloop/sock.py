@@ -20,12 +20,13 @@ except ImportError:  # Python built without ssl
 def _check_socket(loop, sock):
     if ssl is not None and isinstance(sock, ssl.SSLSocket):
         raise TypeError('Socket cannot be of type SSLSocket')
-    if sock.fileno() == -1:
-        # What asyncio's first attempt on a closed socket raises.
-        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
     # asyncio checks this only in debug mode; a blocking socket would freeze the whole loop,
     # so ferroloop always refuses it.
     if sock.gettimeout() != 0:
+        if sock.fileno() == -1:
+            # What asyncio's first attempt on a closed socket raises (a closed non-blocking
+            # socket gets it from that attempt here too).
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
         raise ValueError('the socket must be non-blocking')
 
 

@@ -51,29 +51,33 @@ fn invalid_fd(number: Option<i64>) -> PyErr {
 /// AttributeError, TypeError or ValueError from `fileno()` means "not a file object"; other
 /// errors propagate.
 pub fn fileobj_number(obj: &Bound<'_, PyAny>) -> PyResult<FdNumber> {
-    let py = obj.py();
-    let number = if obj.is_instance_of::<PyInt>() {
-        obj.clone()
-    } else {
-        let invalid = |err: PyErr| {
-            if err.is_instance_of::<PyAttributeError>(py)
-                || err.is_instance_of::<PyTypeError>(py)
-                || err.is_instance_of::<PyValueError>(py)
-            {
-                PyValueError::new_err(format!("Invalid file object: {}", repr(obj)))
-            } else {
-                err
-            }
-        };
-        let fileno = obj.call_method0("fileno").map_err(invalid)?;
-        // int(fileobj.fileno()), as selectors does (a float fileno is accepted).
-        py.get_type::<PyInt>().call1((fileno,)).map_err(invalid)?
-    };
-    if number.lt(0)? {
-        return Ok(FdNumber::Negative(number.extract().ok()));
+    if obj.is_instance_of::<PyInt>() {
+        return int_number(obj);
     }
-    Ok(match number.extract::<RawFd>() {
-        Ok(fd) => FdNumber::Valid(fd),
+    let py = obj.py();
+    let invalid = |err: PyErr| {
+        if err.is_instance_of::<PyAttributeError>(py)
+            || err.is_instance_of::<PyTypeError>(py)
+            || err.is_instance_of::<PyValueError>(py)
+        {
+            PyValueError::new_err(format!("Invalid file object: {}", repr(obj)))
+        } else {
+            err
+        }
+    };
+    let fileno = super::stdlib::fileno(obj).map_err(invalid)?;
+    if fileno.is_exact_instance_of::<PyInt>() {
+        return int_number(&fileno);
+    }
+    // int(fileobj.fileno()), as selectors does (a float fileno is accepted).
+    int_number(&py.get_type::<PyInt>().call1((fileno,)).map_err(invalid)?)
+}
+
+fn int_number(number: &Bound<'_, PyAny>) -> PyResult<FdNumber> {
+    Ok(match number.extract::<i64>() {
+        Ok(n) if n < 0 => FdNumber::Negative(Some(n)),
+        Ok(n) => RawFd::try_from(n).map_or(FdNumber::TooLarge, FdNumber::Valid),
+        Err(_) if number.lt(0)? => FdNumber::Negative(None),
         Err(_) => FdNumber::TooLarge,
     })
 }
@@ -200,7 +204,10 @@ impl LoopCore {
         origin: Option<&Bound<'_, PyAny>>,
         run_when_stale: bool,
     ) -> PyResult<()> {
-        self.evict_stale(py, fd, origin)?;
+        // A native watcher without an origin is a transport's, on an fd only it can close.
+        if origin.is_some() || matches!(watcher, Watcher::Handle(_)) {
+            self.evict_stale(py, fd, origin)?;
+        }
         let reactor = self.reactor(py)?;
         let registration = Registration {
             watcher,

@@ -51,6 +51,27 @@ cached_attr!(
     /// `asyncio.tasks._set_task_name(task, name)`: names a task made by a custom factory.
     set_task_name, "asyncio.tasks", "_set_task_name");
 
+cached_attr!(
+    /// `socket.socket`, the class of nearly every socket a program hands the loop.
+    socket_type, "socket", "socket");
+cached_attr!(
+    /// `_socket.socket.fileno`, the C method `socket.socket` inherits.
+    c_socket_fileno, "_socket", "socket");
+
+/// `sock.fileno()`. For a plain `socket.socket` the C method is called directly, without the
+/// attribute lookup: sock_* operations ask this before every syscall.
+pub fn fileno<'py>(sock: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = sock.py();
+    if sock.get_type().is(socket_type(py)?) {
+        static METHOD: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let method = METHOD.get_or_try_init(py, || {
+            Ok::<_, PyErr>(c_socket_fileno(py)?.getattr("fileno")?.unbind())
+        })?;
+        return vectorcall(method.bind(py), [sock], None);
+    }
+    sock.call_method0(pyo3::intern!(py, "fileno"))
+}
+
 /// A tuple of interned keyword names for vectorcall, built once.
 pub fn kwnames<'py>(
     py: Python<'py>,
