@@ -78,6 +78,14 @@ class Router:
         self.guard.made_by_factory(loop)
         return loop
 
+    def route_loop_factories(self, module):
+        """IsolatedAsyncioTestCase classes that name asyncio's loop class as their loop_factory
+        (3.14's test_taskgroups) get the loop under test instead; their ids stay the same."""
+        for cls in vars(module).values():
+            if (isinstance(cls, type) and issubclass(cls, unittest.IsolatedAsyncioTestCase)
+                    and _is_asyncio_loop_class(cls.__dict__.get('loop_factory'))):
+                cls.loop_factory = staticmethod(self.new_loop)
+
     # -- generated classes ------------------------------------------------------------------
 
     def generate(self, module, test_utils, table):
@@ -134,6 +142,11 @@ class Router:
         self.shims_used[name] = self.shims_used.get(name, 0) + 1
 
 
+def _is_asyncio_loop_class(candidate):
+    return (isinstance(candidate, type) and issubclass(candidate, asyncio.AbstractEventLoop)
+            and candidate.__module__.startswith('asyncio.'))
+
+
 def _lookup(module, dotted):
     found = module
     for name in dotted.split('.'):
@@ -159,6 +172,15 @@ def _set_up_on_target(router, test_utils):
     return {'setUp': setUp}
 
 
+def _plain_set_up_on_target(router, test_utils):
+    # Replaces a unittest.TestCase setUp that builds asyncio.SelectorEventLoop() and closes it.
+    def setUp(self):
+        unittest.TestCase.setUp(self)
+        self.loop = router.new_loop()
+        self.addCleanup(self.loop.close)
+    return {'setUp': setUp}
+
+
 def _runners_on_target(router, test_utils):
     # test_runners' policy hands out mocked loops and its tearDown checks a flag only the
     # mock sets; the loop under test must still be left closed.
@@ -179,5 +201,6 @@ LOOP_HOOKS = {
     'create_event_loop': _loop_returned_by('create_event_loop'),
     'new_loop': _loop_returned_by('new_loop'),
     'setUp': _set_up_on_target,
+    'plain setUp': _plain_set_up_on_target,
     'runners': _runners_on_target,
 }

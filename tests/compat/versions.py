@@ -1,7 +1,7 @@
 """What each CPython version after 3.11 changes in test.test_asyncio, as far as the harness cares.
 
-The only place where versions differ: classification.py describes 3.11, and every entry here
-applies from its version on, on top of the earlier ones. A class a version removes needs no
+The one place where the classification differs by version: classification.py describes 3.11,
+and every entry here applies from its version on, on top of the earlier ones. A class a version removes needs no
 entry (it is no longer found); a class a version adds and nobody has read yet shows up as
 unclassified in the report, which is the cue to add it here.
 """
@@ -14,10 +14,16 @@ from compat.classification import (
     ISOLATED,
     METHODS,
     NEW_LOOP,
+    NO_LOOP,
+    REPLACED,
     A,
     B,
     Classification,
+    Generated,
 )
+
+PY_SWAP = ('swaps the pure-Python Task and Future into asyncio\'s module globals, which only '
+           'loops that look them up on every call see')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +35,7 @@ class Change:
 
 
 CHANGES = [
+    # Checked against 3.12.1 on asyncio's own loop.
     Change(since=(3, 12), classes={
         'test_eager_task_factory': {
             'PyEagerTaskFactoryLoopTests': (A, 'eager task factory with the Python Task; ' + NEW_LOOP),
@@ -47,6 +54,7 @@ CHANGES = [
         'test_unix_events': {'TestFork': (A, ISOLATED + '; a forked child and the loop')},
         'test_waitfor': {'WaitForShieldTests': (A, ISOLATED)},
     }),
+    # Checked against 3.13.0 on asyncio's own loop.
     Change(since=(3, 13), classes={
         'test_queues': {
             'QueueShutdownTests': (A, ISOLATED),
@@ -57,7 +65,58 @@ CHANGES = [
         'test_staggered': {'StaggeredTests': (A, ISOLATED)},
     }, methods={
         'test_runners.TargetLoop_RunTests.test_loop_factory_default_event_loop':
-            (B, 'asyncio.run(loop_factory=asyncio.EventLoop) asks for asyncio\'s own loop'),
+            (B, "asyncio.run(loop_factory=asyncio.EventLoop) asks for asyncio's own loop"),
+    }),
+    # Checked against 3.14.10 on asyncio's own loop. 3.14 also removes the child watchers:
+    # their classes are simply no longer found.
+    Change(since=(3, 14), classes={
+        'test_eager_task_factory': {
+            'DefaultTaskFactoryEagerStart': (B, ('asyncio.run(loop_factory=asyncio.EventLoop) '
+                                                 "asks for asyncio's own loop")),
+        },
+        'test_events': {
+            'UnixPipeObjectSupportTests': (REPLACED, 'builds asyncio.SelectorEventLoop()'),
+            'TargetLoop_UnixPipeObjectSupportTests': (A, ('which objects connect_read_pipe and '
+                                                          'connect_write_pipe accept')),
+        },
+        'test_free_threading': {
+            'TestCFreeThreading': (A, 'tasks and all_tasks() across threads; ' + NEW_LOOP),
+            'TestEagerCFreeThreading': (A, 'the same with eager tasks; ' + NEW_LOOP),
+            'TestPyFreeThreading': (B, PY_SWAP),
+            'TestEagerPyFreeThreading': (B, PY_SWAP),
+        },
+        'test_graph': {
+            'TestCallStackC': (A, 'the task call graph; ' + ISOLATED),
+            'TestCallStackPy': (B, PY_SWAP),
+        },
+        'test_taskgroups': {
+            # TestTaskGroup names asyncio.EventLoop as its loop_factory, which routing.py
+            # replaces; this one builds asyncio.EventLoop() itself, for the same tests.
+            'TestEagerTaskTaskGroup': (B, ('its loop_factory builds asyncio.EventLoop() itself; '
+                                           'TestTaskGroup runs its tests on the loop under test')),
+        },
+        'test_tools': {name: (B, 'asyncio.tools, the ps/pstree commands; ' + NO_LOOP) for name in (
+            'TestAsyncioToolsBasic', 'TestAsyncioToolsEdgeCases', 'TestAsyncioToolsTable',
+            'TestAsyncioToolsTree')},
+        'test_unix_events': {
+            'TestFork': (B, ('the running-loop registry across fork, with a placeholder object '
+                             'or in the child process, where the guard cannot see')),
+            'PidfdChildWatcherTests': (B, 'the stdlib pidfd watcher'),
+        },
+    }, generated={
+        'test_events': {
+            'TargetLoop_UnixPipeObjectSupportTests': Generated(
+                ('UnixPipeObjectSupportTests',), 'plain setUp'),
+        },
+    }),
+    # Checked against 3.15.2 on asyncio's own loop.
+    Change(since=(3, 15), classes={
+        'test_server_context': {
+            'AsyncioEventLoopTests': (A, ('servers keep the context they were made in; '
+                                          'asyncio.run(loop_factory=asyncio.new_event_loop), '
+                                          'which asks the policy')),
+            'AsyncioEventLoopSSLTests': (A, 'the same over TLS'),
+        },
     }),
 ]
 

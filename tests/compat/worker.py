@@ -239,6 +239,7 @@ def main():
     router.shim_test_utils(test_utils)
     classification = for_python(sys.version_info)
     notes = router.generate(module, test_utils, classification.generated.get(args.module, {}))
+    router.route_loop_factories(module)
     planned, left_out = plan_module(module, args.module, classification, set(args.sets),
                                     args.run_replaced)
     events.write('plan', tests=[[test_id, test_set, why] for _, test_id, test_set, why in planned],
