@@ -1,0 +1,93 @@
+"""Bad and odd arguments get asyncio's answer: ports out of range or given as float/bool/str,
+debug flags that are not bools, deadlines that are not floats (or are NaN), water marks that
+are floats or huge, a protocol of None, strided memoryviews."""
+
+import asyncio
+import decimal
+import fractions
+import logging
+import math
+import os
+import socket
+
+import pytest
+
+from conftest import run, run_one_iteration
+
+
+def free_tcp_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+# Ports
+
+@pytest.mark.parametrize('port', [70000, 65536, -1, -2147483649, 2 ** 64, '70000', '-1'])
+def test_out_of_range_port_with_an_ip_address_is_an_overflow_error(loop, port):
+    # getaddrinfo would wrap 70000 to 4464: the server would listen, and the connection go, to
+    # the wrong port.
+    async def main():
+        with pytest.raises(OverflowError, match='port must be 0-65535'):
+            await loop.create_server(asyncio.Protocol, '127.0.0.1', port)
+        with pytest.raises(OverflowError, match='port must be 0-65535'):
+            await loop.create_connection(asyncio.Protocol, '127.0.0.1', port)
+        with pytest.raises(OverflowError, match='port must be 0-65535'):
+            await loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                                local_addr=('127.0.0.1', port))
+        with pytest.raises(OverflowError, match='port must be 0-65535'):
+            await loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                                remote_addr=('127.0.0.1', port))
+
+    run(loop, main())
+
+
+@pytest.mark.parametrize('port', [70000, -1, '70000'])
+def test_out_of_range_port_with_a_host_name_is_an_overflow_error(loop, loop_name, port):
+    if loop_name == 'asyncio':
+        pytest.skip('deliberate difference: asyncio lets getaddrinfo wrap a host name\'s port '
+                    '(70000 becomes 4464)')
+
+    async def main():
+        with pytest.raises(OverflowError, match='port must be 0-65535'):
+            await loop.create_server(asyncio.Protocol, 'localhost', port)
+        with pytest.raises(OverflowError, match='port must be 0-65535'):
+            await loop.create_server(asyncio.Protocol, None, port)
+        with pytest.raises(OverflowError, match='port must be 0-65535'):
+            await loop.create_connection(asyncio.Protocol, 'localhost', port)
+        with pytest.raises(OverflowError, match='port must be 0-65535'):
+            await loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                                local_addr=('localhost', port))
+
+    run(loop, main())
+
+
+def test_numeric_ports_of_other_types_are_converted_with_int(loop):
+    # asyncio's shortcut for an IP address takes int(port): 12345.7 is port 12345, '12345'
+    # too, True is port 1.
+    async def main():
+        port = free_tcp_port()
+        for given in (float(port) + 0.7, str(port), str(port).encode()):
+            server = await loop.create_server(asyncio.Protocol, '127.0.0.1', given)
+            assert server.sockets[0].getsockname() == ('127.0.0.1', port)
+            transport, _ = await loop.create_connection(asyncio.Protocol, '127.0.0.1', given)
+            assert transport.get_extra_info('peername') == ('127.0.0.1', port)
+            transport.close()
+            server.close()
+            await server.wait_closed()
+        endpoint, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=('127.0.0.1', float(port)))
+        assert endpoint.get_extra_info('sockname') == ('127.0.0.1', port)
+        endpoint.close()
+        with pytest.raises(ConnectionRefusedError, match=r"\('127.0.0.1', 1\)"):
+            await loop.create_connection(asyncio.Protocol, '127.0.0.1', True)
+
+    run(loop, main())
+
+
+def test_a_float_port_with_a_host_name_is_refused_by_getaddrinfo(loop):
+    async def main():
+        with pytest.raises(OSError, match='Int or String expected'):
+            await loop.create_connection(asyncio.Protocol, 'localhost', 80.0)
+
+    run(loop, main())
