@@ -91,3 +91,46 @@ def test_a_float_port_with_a_host_name_is_refused_by_getaddrinfo(loop):
             await loop.create_connection(asyncio.Protocol, 'localhost', 80.0)
 
     run(loop, main())
+
+
+# Debug mode
+
+@pytest.mark.parametrize('value, enabled', [(0, False), (1, True), (None, False), ('', False),
+                                            ('yes', True)])
+def test_set_debug_takes_any_value_for_its_truth(loop, value, enabled):
+    loop.set_debug(value)
+    assert bool(loop.get_debug()) is enabled
+    future = loop.create_future()  # asyncio.Future asks the loop for its debug mode
+    assert bool(future._source_traceback) is enabled
+
+
+def test_runner_with_an_int_debug_flag(loop_factory):
+    with asyncio.Runner(debug=1, loop_factory=loop_factory) as runner:
+        assert runner.get_loop().get_debug()
+        assert runner.run(asyncio.sleep(0, 'done')) == 'done'
+
+
+@pytest.mark.parametrize('value', [0, 2 ** 70, decimal.Decimal('0.5'), fractions.Fraction(1, 3),
+                                   None, 'slow'])
+def test_slow_callback_duration_keeps_what_it_is_given(loop, value):
+    loop.slow_callback_duration = value
+    assert loop.slow_callback_duration is value
+    run_one_iteration(loop)  # only debug mode compares it
+
+
+@pytest.mark.parametrize('value', [0, decimal.Decimal(0), fractions.Fraction(0)])
+def test_slow_callback_duration_of_other_numbers_reports_slow_callbacks(loop, value, caplog):
+    loop.set_debug(True)
+    loop.slow_callback_duration = value
+    with caplog.at_level(logging.WARNING, logger='asyncio'):
+        run_one_iteration(loop)
+    assert 'took' in caplog.text
+
+
+def test_slow_callback_duration_that_is_not_a_number_fails_the_run_in_debug_mode(loop):
+    loop.set_debug(True)
+    loop.slow_callback_duration = None
+    loop.call_soon(loop.stop)
+    with pytest.raises(TypeError, match="'>=' not supported"):
+        loop.run_forever()
+    loop.slow_callback_duration = 0.1

@@ -188,9 +188,14 @@ impl LoopCore {
             }
             Ready::Native(watcher) => run_native(slf, watcher),
         };
-        let slow = debug && monotonic() - started >= this.slow_callback_duration.get(py);
-        let reported = match (&outcome, slow) {
-            (RunOutcome::Ok, true) => debug::warn_slow_callback(py, &item, monotonic() - started),
+        let reported = match &outcome {
+            RunOutcome::Ok if debug => {
+                let elapsed = monotonic() - started;
+                match this.is_slow_callback(py, elapsed) {
+                    Ok(true) => debug::warn_slow_callback(py, &item, elapsed),
+                    other => other.map(drop),
+                }
+            }
             _ => Ok(()),
         };
         if let Some(handle) = item.handle() {
