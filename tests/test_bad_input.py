@@ -134,3 +134,67 @@ def test_slow_callback_duration_that_is_not_a_number_fails_the_run_in_debug_mode
     with pytest.raises(TypeError, match="'>=' not supported"):
         loop.run_forever()
     loop.slow_callback_duration = 0.1
+
+
+# Deadlines
+
+@pytest.mark.parametrize('delay', [decimal.Decimal('0.1'), '1', b'1'])
+def test_call_later_delay_must_add_to_the_loop_time(loop, delay):
+    # asyncio computes loop.time() + delay: a float and a Decimal do not add up.
+    with pytest.raises(TypeError):
+        loop.call_later(delay, print)
+    assert loop.call_later(fractions.Fraction(1, 2), print).when() > loop.time()
+
+
+def test_call_at_takes_a_decimal_deadline(loop):
+    seen = []
+    loop.call_at(decimal.Decimal(0), seen.append, 'decimal')
+    run_one_iteration(loop)
+    assert seen == ['decimal']
+
+
+def test_call_at_refuses_a_deadline_that_is_not_a_number(loop, loop_name):
+    if loop_name == 'asyncio':
+        # asyncio stores it and fails on it later: here at the next timer's heappush.
+        loop.call_at('soon', print)
+        with pytest.raises(TypeError):
+            loop.call_at(1.0, print)
+        loop.close()  # its heap cannot be run any more
+        return
+    with pytest.raises(TypeError, match="deadline must be a real number, not 'str'"):
+        loop.call_at('soon', print)
+
+
+def ran_in_one_iteration(loop, deadlines):
+    """Schedules a timer per (name, deadline) (None for NaN, else seconds before now, so all
+    are due) and runs one iteration: the order they ran in is the order the heap gave."""
+    seen = []
+    now = loop.time()
+    for name, ago in deadlines:
+        loop.call_at(math.nan if ago is None else now - ago, seen.append, name)
+    run_one_iteration(loop)
+    return seen
+
+
+@pytest.mark.parametrize('deadlines, expected', [
+    ([('a', 3), ('b', 2), ('c', 1), ('nan', None), ('d', 4)], ['d', 'a', 'b', 'nan', 'c']),
+    ([('a', 1), ('b', 2), ('c', 3), ('nan', None), ('d', 4), ('e', 5)],
+     ['e', 'd', 'c', 'b', 'nan', 'a']),
+    ([('nan', None), ('nan2', None), ('a', 1)], ['nan', 'nan2', 'a']),
+    ([('a', 1), ('nan', None), ('b', 0.5)], ['a', 'nan', 'b']),
+    # Equal deadlines come out in heapq's order, not first-scheduled first.
+    ([(name, 1) for name in 'abcde'], ['a', 'c', 'e', 'b', 'd']),
+])
+def test_timers_come_out_in_asyncios_heap_order(loop, deadlines, expected):
+    assert ran_in_one_iteration(loop, deadlines) == expected
+
+
+def test_nan_deadline_waits_behind_an_earlier_timer(loop):
+    # A NaN pushed after a pending timer stays below it in the heap: it runs when that timer
+    # has been popped, not at once.
+    seen = []
+    loop.call_later(0.05, seen.append, 'later')
+    loop.call_at(math.nan, seen.append, 'nan')
+    loop.call_later(0.2, loop.stop)
+    loop.run_forever()
+    assert seen == ['later', 'nan']

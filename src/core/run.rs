@@ -146,8 +146,9 @@ impl LoopCore {
         loop {
             let due = {
                 let mut st = self.state.borrow_mut(py);
+                // asyncio tests `when >= end_time` for "not yet", so a NaN deadline is due.
                 match st.timers.peek() {
-                    Some((when, _)) if when < end_time => {}
+                    Some((when, _)) if when < end_time || when.is_nan() => {}
                     _ => break,
                 }
                 let Some((_, timer)) = st.timers.pop() else {
