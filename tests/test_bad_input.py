@@ -198,3 +198,106 @@ def test_nan_deadline_waits_behind_an_earlier_timer(loop):
     loop.call_later(0.2, loop.stop)
     loop.run_forever()
     assert seen == ['later', 'nan']
+
+
+# Water marks
+
+async def stream_pair(loop):
+    a, b = socket.socketpair()
+    transport, protocol = await loop.create_connection(asyncio.Protocol, sock=a)
+    return transport, b
+
+
+LIMITS = [
+    ((1.5,), (0.0, 1.5)),
+    ((2 ** 64, 5), (5, 2 ** 64)),
+    ((None, 2 ** 62), (2 ** 62, 2 ** 64)),
+    ((None, 2 ** 64), (2 ** 64, 2 ** 66)),
+    ((math.inf, 0), (0, math.inf)),
+    ((True,), (0, True)),
+    ((None, 1.5), (1.5, 6.0)),
+]
+
+
+async def check_limits(transport):
+    for args, expected in LIMITS:
+        transport.set_write_buffer_limits(*args)
+        assert transport.get_write_buffer_limits() == expected
+        assert (transport._low_water, transport._high_water) == expected
+    with pytest.raises(ValueError, match=r'high \(nan\) must be >= low \(nan\)'):
+        transport.set_write_buffer_limits(math.nan)
+    with pytest.raises(ValueError, match=r'high \(inf\) must be >= low \(nan\)'):
+        transport.set_write_buffer_limits(math.inf)
+    with pytest.raises(TypeError, match='//'):
+        transport.set_write_buffer_limits('big')
+    assert transport.get_write_buffer_limits() == LIMITS[-1][1]
+
+
+def test_water_marks_of_any_size_and_kind_on_a_stream(loop):
+    async def main():
+        transport, peer = await stream_pair(loop)
+        await check_limits(transport)
+        transport.close()
+        peer.close()
+
+    run(loop, main())
+
+
+def test_water_marks_of_any_size_and_kind_on_a_datagram_endpoint(loop):
+    async def main():
+        transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                                           local_addr=('127.0.0.1', 0))
+        await check_limits(transport)
+        transport.close()
+
+    run(loop, main())
+
+
+def test_water_marks_of_any_size_and_kind_on_a_write_pipe(loop):
+    async def main():
+        rfd, wfd = os.pipe()
+        transport, _ = await loop.connect_write_pipe(asyncio.BaseProtocol,
+                                                     os.fdopen(wfd, 'wb', buffering=0))
+        await check_limits(transport)
+        transport.close()
+        os.close(rfd)
+
+    run(loop, main())
+
+
+def test_fractional_high_water_mark_pauses_as_its_floor(loop):
+    async def main():
+        paused = []
+
+        class Writer(asyncio.Protocol):
+            def pause_writing(self):
+                paused.append(True)
+
+        a, b = socket.socketpair()
+        transport, _ = await loop.create_connection(Writer, sock=a)
+        while transport.get_write_buffer_size() == 0:  # nobody reads b: fill the socket
+            transport.write(b'x' * 65536)
+        transport.set_write_buffer_limits(high=transport.get_write_buffer_size() + 0.5)
+        assert not paused
+        transport.write(b'x')
+        assert paused
+        transport.abort()
+        b.close()
+
+    run(loop, main())
+
+
+def test_native_water_marks_never_overflow(loop, loop_name):
+    if loop_name == 'asyncio':
+        pytest.skip("ferroloop's native transport core")
+
+    async def main():
+        transport, peer = await stream_pair(loop)
+        transport._core.set_write_buffer_limits(None, 2 ** 62)
+        assert transport._core.get_write_buffer_limits() == (2 ** 62, 2 ** 64 - 1)
+        with pytest.raises(ValueError, match='must be >= low'):
+            transport._core.set_write_buffer_limits(-2 ** 100 // 2 ** 40, None)
+        transport.close()
+        peer.close()
+
+    run(loop, main())
