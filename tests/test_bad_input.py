@@ -301,3 +301,52 @@ def test_native_water_marks_never_overflow(loop, loop_name):
         peer.close()
 
     run(loop, main())
+
+
+# What a stream transport is given
+
+def test_set_protocol_none_fails_when_data_arrives(loop):
+    async def main():
+        reports = []
+        loop.set_exception_handler(lambda _, context: reports.append(context))
+        transport, peer = await stream_pair(loop)
+        transport.set_protocol(None)
+        assert transport.get_protocol() is None
+        peer.send(b'data')
+        while not reports:
+            await asyncio.sleep(0.01)
+        assert reports[0]['message'] == 'Fatal error: protocol.data_received() call failed.'
+        assert isinstance(reports[0]['exception'], AttributeError)
+        assert transport.is_closing()
+        peer.close()
+
+    run(loop, main())
+
+
+def test_strided_memoryview_write_is_a_fatal_write_error(loop):
+    async def main():
+        reports = []
+        loop.set_exception_handler(lambda _, context: reports.append(context))
+        transport, peer = await stream_pair(loop)
+        transport.write(memoryview(b'abcdef')[::2])
+        assert transport.is_closing()
+        assert reports[0]['message'] == 'Fatal write error on socket transport'
+        assert isinstance(reports[0]['exception'], BufferError)
+        transport.write(memoryview(b'')[::2])  # empty: nothing to do, nothing reported
+        peer.close()
+
+    run(loop, main())
+
+
+def test_strided_memoryview_write_behind_buffered_data_is_a_type_error(loop):
+    async def main():
+        transport, peer = await stream_pair(loop)
+        while transport.get_write_buffer_size() == 0:  # nobody reads the peer
+            transport.write(b'x' * 65536)
+        with pytest.raises(TypeError):
+            transport.write(memoryview(b'abcdef')[::2])
+        assert not transport.is_closing()
+        transport.abort()
+        peer.close()
+
+    run(loop, main())
