@@ -108,16 +108,21 @@ impl LoopCore {
         )
     }
 
-    /// `call_soon(callback, *args)` for the loop's own components (transports): no checks,
-    /// the current context.
+    /// `call_soon(callback, *args)` for the loop's own components (transports): the current
+    /// context, and only debug mode's thread check (asyncio's transports schedule through
+    /// `call_soon`, so a transport closed from another thread fails there in debug mode).
     pub fn schedule_callback(
         slf: &Bound<'_, LoopCore>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
     ) -> PyResult<()> {
         let py = slf.py();
+        let this = slf.get();
+        if this.debug.get(py) {
+            this.check_thread(py)?;
+        }
         let handle = new_untracked(py, LoopCore::new_handle(slf, callback, args, None)?)?;
-        slf.get().push_ready(py, handle);
+        this.push_ready(py, handle);
         Ok(())
     }
 
