@@ -85,6 +85,18 @@ def test_numeric_ports_of_other_types_are_converted_with_int(loop):
     run(loop, main())
 
 
+def test_unix_connection_server_hostname_must_be_a_str(loop, loop_name):
+    # asyncio asserts it; an assert is no check under -O, and ferroloop raises TypeError.
+    expected = AssertionError if loop_name == 'asyncio' else TypeError
+
+    async def main():
+        with pytest.raises(expected):
+            await loop.create_unix_connection(asyncio.Protocol, '/nonexistent',
+                                              server_hostname=1.5)
+
+    run(loop, main())
+
+
 def test_a_float_port_with_a_host_name_is_refused_by_getaddrinfo(loop):
     async def main():
         with pytest.raises(OSError, match='Int or String expected'):

@@ -283,6 +283,10 @@ class ConnectionsMixin:
                                      server_hostname=None, ssl_handshake_timeout=None,
                                      ssl_shutdown_timeout=None):
         """Open a Unix stream connection to ``path`` (or over ``sock``)."""
+        if server_hostname is not None and not isinstance(server_hostname, str):
+            # asyncio asserts this (no check at all under -O).
+            raise TypeError(f'server_hostname must be a str or None, not '
+                            f'{type(server_hostname).__name__}')
         if ssl:
             if server_hostname is None:
                 raise ValueError('you have to pass server_hostname when using ssl')
