@@ -1,14 +1,16 @@
 # The two commands of the README:
 #   make demo   build ferroloop (release) and run a real asyncio program on it, beside asyncio
 #   make test   build it and run every test: cargo test, pytest, CPython's asyncio suite (set a)
-# Everything lives in .venv; the first run creates it and installs maturin, pytest and uvloop.
-# CPython's suite runs through tests/compat/ against the interpreter's own test.test_asyncio.
+#   make fuzz   the property-based fuzz of tests/test_fuzz.py at length (make test runs it briefly)
+# Everything lives in .venv; the first run creates it and installs maturin, pytest, hypothesis
+# and uvloop. CPython's suite runs through tests/compat/ against the interpreter's own
+# test.test_asyncio.
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test compat-all compat-baseline build venv lint bench clean
+.PHONY: demo test fuzz compat-all compat-baseline build venv lint bench clean
 
 demo: build
 	$(PY) examples/echo_demo.py
@@ -26,6 +28,14 @@ compat-all: build
 compat-baseline: venv
 	$(PY) scripts/compat_check.py --loop asyncio:new_event_loop --sets ab
 
+# Every public loop, transport, server and handle method, FUZZ_EXAMPLES random examples each
+# (about 15 minutes at 50), on asyncio and ferroloop; failures found are kept in .hypothesis/
+# and tried first next time.
+FUZZ_EXAMPLES ?= 50
+fuzz: build
+	FERROLOOP_FUZZ_PROFILE=fuzz FERROLOOP_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
+		$(PY) -m pytest -q tests/test_fuzz.py
+
 build: venv
 	$(VENV)/bin/maturin develop --release --quiet
 
@@ -34,7 +44,7 @@ venv: $(VENV)/.ready
 $(VENV)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet 'maturin>=1.9,<2' pytest uvloop
+	$(VENV)/bin/pip install --quiet 'maturin>=1.9,<2' pytest 'hypothesis==6.170.15' uvloop
 	touch $@
 
 # The benchmark suite (bench/README.md): about 10 minutes; writes bench/results/latest.{md,json,png}.

@@ -162,5 +162,12 @@ def pytest_runtest_makereport(item, call):
                            + '\n'.join(texts))
 
 
+def pytest_terminal_summary(terminalreporter):
+    fuzz_stats = sys.modules.get('fuzz_stats')
+    text = fuzz_stats and fuzz_stats.summary()
+    if text:
+        terminalreporter.write_line(text)
+
+
 def pytest_report_header(config):
     return f'loops under test: {", ".join(LOOP_FACTORIES)} (python {sys.version.split()[0]})'

@@ -1,11 +1,14 @@
 """Debug mode: switching it, PYTHONASYNCIODEBUG, slow callbacks, the thread check."""
 
 import asyncio
+import gc
 import logging
 import os
+import socket
 import subprocess
 import sys
 import time
+import warnings
 from asyncio import format_helpers
 
 import pytest
@@ -122,6 +125,26 @@ def test_debug_mode_refuses_non_threadsafe_calls_from_another_thread(loop, metho
     loop.call_soon(lambda: errors.extend(call_from_thread(call)))
     run_one_iteration(loop)
     assert errors == [THREAD_ERROR]
+
+
+@pytest.mark.parametrize('method', ['close', 'abort'])
+def test_debug_mode_refuses_closing_a_transport_from_another_thread(loop, method):
+    # asyncio's transports schedule connection_lost through call_soon, which checks the thread.
+    loop.set_debug(True)
+
+    async def main():
+        a, b = socket.socketpair()
+        transport, _ = await loop.create_connection(asyncio.Protocol, sock=a)
+        errors = call_from_thread(getattr(transport, method))
+        b.close()
+        return errors
+
+    assert loop.run_until_complete(main()) == [THREAD_ERROR]
+    # The transport is left half-closed, on either loop: let it go with the loop, quietly.
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', ResourceWarning)
+        loop.close()
+        gc.collect()
 
 
 def test_debug_thread_check_applies_only_while_running(loop):

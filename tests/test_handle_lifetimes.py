@@ -4,6 +4,7 @@ after cancelling, and with a loop that is dropped without being closed."""
 import asyncio
 import contextvars
 import gc
+import os
 import threading
 import warnings
 import weakref
@@ -169,3 +170,31 @@ def test_context_kept_from_a_handle_outlives_it(loop):
     gc.collect()
     assert [ctx[var] for ctx in contexts] == ['ran'] * 100
     assert var.get() == 'scheduled'
+
+
+loop_var = contextvars.ContextVar('loop')
+
+
+def test_unclosed_loop_referenced_from_a_pending_callbacks_context_is_collected(loop_factory):
+    # The cycle runs through the context the callbacks were scheduled in (a copy of one in
+    # which a context variable holds the loop): loop -> handle -> context -> loop.
+    loop = loop_factory()
+    rfd, wfd = os.pipe()
+
+    def schedule():
+        loop_var.set(loop)
+        loop.call_soon(print)
+        loop.call_later(3600, print)
+        loop.add_reader(rfd, print)
+
+    contextvars.copy_context().run(schedule)
+    loop_ref = weakref.ref(loop)
+    del loop
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            assert collected(loop_ref)
+        assert any('unclosed event loop' in str(w.message) for w in caught)
+    finally:
+        os.close(rfd)
+        os.close(wfd)

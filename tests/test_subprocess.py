@@ -129,3 +129,48 @@ def test_subprocess_from_a_loop_in_another_thread(loop_factory):
     thread.start()
     thread.join(60)
     assert results == [(b'42\n', 0)]
+
+
+CHILDREN_OUTLIVE_THEIR_LOOPS = '''
+import asyncio, gc, os, subprocess, sys, time, warnings, ferroloop
+factory = {"asyncio": asyncio.SelectorEventLoop, "ferroloop": ferroloop.new_event_loop}[sys.argv[1]]
+warnings.simplefilter("ignore", ResourceWarning)  # the transports nobody closed say so
+asyncio.set_event_loop_policy(None)
+fds_before = len(os.listdir("/proc/self/fd"))
+pids = []
+for _ in range(20):
+    loop = factory()
+    asyncio.set_event_loop(loop)
+    async def spawn():
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "import time; time.sleep(0.5)", stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        pids.append(proc.pid)
+    loop.run_until_complete(spawn())
+    asyncio.set_event_loop(None)
+    loop.close()
+time.sleep(1.5)  # the children exit meanwhile
+gc.collect()
+print("fds", len(os.listdir("/proc/self/fd")) - fds_before)
+def state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+print("zombies", sum(state(pid) == "Z" for pid in pids))
+print("still running", len(subprocess._active))
+'''
+
+
+def test_children_that_outlive_their_loop_leave_nothing_behind(loop_name):
+    # Each loop is closed while its child still runs: the loop's fd for the child (ferroloop's
+    # pidfd) is closed with it, and the child is still reaped when it exits, leaving no zombie,
+    # no Popen waiting in subprocess._active, and (once the child is gone and its transport
+    # freed) no fd. In a child process: the closing loops log and warn about the children
+    # they abandon.
+    result = subprocess.run([PY, '-c', CHILDREN_OUTLIVE_THEIR_LOOPS, loop_name],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split('\n')[:3] == ['fds 0', 'zombies 0', 'still running 0']
+    assert 'still running' not in result.stderr

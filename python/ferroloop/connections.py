@@ -57,6 +57,77 @@ def single_error(errors):
     return OSError('Multiple exceptions: {}'.format(', '.join(str(e) for e in errors)))
 
 
+def _port_number(port):
+    """The port as asyncio's IP-address shortcut reads it: None and an empty string or bytes
+    are 0, anything else goes through ``int()`` (so 80.0, True and '80' are ports, and 1.5 is
+    port 1); None for what ``int()`` refuses (a service name such as 'http')."""
+    if port is None or (isinstance(port, (str, bytes)) and not port):
+        return 0
+    try:
+        return int(port)
+    except (TypeError, ValueError):
+        return None
+
+
+def numeric_addrinfo(host, port, family, type, proto, flowinfo=0, scopeid=0):
+    """The one addrinfo tuple for an IP address ``host``, made without ``getaddrinfo``, as
+    asyncio's ``_ipaddr_info`` makes it; None when a lookup is needed.
+
+    The port is not range-checked here: ``bind()``/``connect()`` raise asyncio's
+    ``OverflowError('... port must be 0-65535.')`` for it, where ``getaddrinfo`` would have
+    wrapped 70000 to 4464.
+    """
+    if host is None or proto not in (0, socket.IPPROTO_TCP, socket.IPPROTO_UDP):
+        return None
+    if type == socket.SOCK_STREAM:
+        proto = socket.IPPROTO_TCP
+    elif type == socket.SOCK_DGRAM:
+        proto = socket.IPPROTO_UDP
+    else:
+        return None
+    port = _port_number(port)
+    if port is None:
+        return None
+    if isinstance(host, bytes):
+        host = host.decode('idna')
+    if '%' in host:
+        # A scoped IPv6 address ('fe80::1%eth0'): inet_pton refuses the zone, getaddrinfo
+        # resolves it.
+        return None
+    families = [socket.AF_INET, socket.AF_INET6] if family == socket.AF_UNSPEC else [family]
+    for candidate in families:
+        try:
+            socket.inet_pton(candidate, host)
+        except OSError:
+            continue
+        if candidate == socket.AF_INET6:
+            return candidate, type, proto, '', (host, port, flowinfo, scopeid)
+        return candidate, type, proto, '', (host, port)
+    return None
+
+
+def check_port_range(port):
+    """OverflowError for a port number outside 0-65535 given with a host name (or none).
+
+    asyncio raises it for an IP address only (from bind/connect); for a host name it lets the
+    C library's getaddrinfo parse the number, and glibc wraps it modulo 65536: port 70000
+    would connect to, or listen on, port 4464. A deliberate difference (see the README).
+    """
+    if not isinstance(port, (int, str, bytes)):
+        return
+    number = _port_number(port)
+    if number is not None and not 0 <= number <= 65535:
+        raise OverflowError(f'port must be 0-65535, got {port!r}')
+
+
+def check_resolved_port(address):
+    """What connect() raises for an IP address whose port is out of range, raised before
+    ``sock_connect``, which would look the address up again: getaddrinfo wraps such a port
+    (70000 -> 4464), and the connection would go to the wrong port."""
+    if not 0 <= address[1] <= 65535:
+        raise OverflowError('connect(): port must be 0-65535.')
+
+
 class ConnectionsMixin:
 
     # ``users_sock``: the caller keeps the socket (``sock=``, ``connect_accepted_socket``), so
@@ -75,7 +146,14 @@ class ConnectionsMixin:
                                   ssl_shutdown_timeout, users_sock)
 
     async def _ensure_resolved(self, address, *, family=0, type=socket.SOCK_STREAM, proto=0, flags=0):
+        """The addrinfo list to connect or bind to ``address``: asyncio's shortcut for an IP
+        address, else ``getaddrinfo`` (after the port range check that keeps a host name's
+        port from wrapping)."""
         host, port = address[:2]
+        info = numeric_addrinfo(host, port, family, type, proto, *address[2:])
+        if info is not None:
+            return [info]
+        check_port_range(port)
         infos = await self.getaddrinfo(host, port, family=family, type=type, proto=proto, flags=flags)
         if len(address) > 2 and family in (0, socket.AF_INET6):
             # Keep the caller's IPv6 flowinfo and scope id.
@@ -106,6 +184,8 @@ class ConnectionsMixin:
                     if mine:
                         raise mine.pop()
                     raise OSError(f'no matching local address with family={family!r} found')
+            if family in (socket.AF_INET, socket.AF_INET6):
+                check_resolved_port(address)
             await self.sock_connect(sock, address)
             return sock
         except OSError as exc:
@@ -209,6 +289,10 @@ class ConnectionsMixin:
                                      server_hostname=None, ssl_handshake_timeout=None,
                                      ssl_shutdown_timeout=None):
         """Open a Unix stream connection to ``path`` (or over ``sock``)."""
+        if server_hostname is not None and not isinstance(server_hostname, str):
+            # asyncio asserts this (no check at all under -O).
+            raise TypeError(f'server_hostname must be a str or None, not '
+                            f'{type(server_hostname).__name__}')
         if ssl:
             if server_hostname is None:
                 raise ValueError('you have to pass server_hostname when using ssl')

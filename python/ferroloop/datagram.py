@@ -10,6 +10,7 @@ from asyncio import transports
 from asyncio.log import logger
 
 from . import _ferroloop
+from .connections import check_resolved_port
 from .servers import _set_reuseport, remove_stale_unix_socket
 from .transports import (CoreFlowControl, CoreReading, CoreSocket, CoreTransport,
                          socket_extra_info, until_made)
@@ -143,6 +144,8 @@ class DatagramMixin:
                         sock.bind(local)
                     if remote_addr:
                         if not allow_broadcast:
+                            if pair_family in (socket.AF_INET, socket.AF_INET6):
+                                check_resolved_port(remote_address)
                             await self.sock_connect(sock, remote_address)
                         remote = remote_address
                 except OSError as exc:

@@ -69,6 +69,7 @@ class EventLoop(
         ExecutorMixin._init_executor(self)
         AsyncGenMixin._init_asyncgens(self)
         SignalMixin._init_signals(self)
+        SubprocessMixin._init_subprocesses(self)
         # asyncio's C tasks and futures look `call_soon` up on the loop for every step and
         # every done callback (to pass `context=` by keyword), and an attribute lookup makes
         # a new bound method each time. One made now and kept in the instance dict is found
@@ -144,6 +145,8 @@ class EventLoop(
             logger.debug('Close %r', self)
         SignalMixin._close_signals(self)
         self._close_core()
+        # After the core let go of the pidfds' watchers: a closed fd must leave epoll first.
+        SubprocessMixin._close_subprocesses(self)
         ExecutorMixin._close_executor(self)
         cached = self.__dict__.get('call_soon')
         if getattr(cached, '__self__', None) is self:

@@ -9,6 +9,7 @@ child watchers are not consulted.)
 
 import os
 import subprocess
+import threading
 from asyncio import base_subprocess
 from asyncio.log import logger
 
@@ -43,7 +44,33 @@ def _check_byte_stream_arguments(bufsize, text, encoding, errors):
         raise ValueError('errors must be None')
 
 
+def _reap_orphan(pid, loop_repr, transport):
+    """Waits for a child whose loop closed before it exited, so it does not stay a zombie, and
+    says so as asyncio's child watcher does. The thread holds the transport until then: its
+    ``Popen``, freed after, finds the child reaped (no "still running" warning)."""
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass  # reaped by someone else's waitpid() meanwhile
+    logger.warning('Loop %s that handles pid %r is closed', loop_repr, pid)
+
+
 class SubprocessMixin:
+
+    def _init_subprocesses(self):
+        # pidfd -> (pid, transport) of every child not yet reaped.
+        self._children = {}
+
+    def _close_subprocesses(self):
+        """The loop closes with children still running: their pidfds are closed and each is
+        waited for by a thread of its own, as asyncio 3.11's default child watcher waits for
+        every child, so that it is reaped whenever it exits."""
+        children, self._children = self._children, {}
+        loop_repr = repr(self)
+        for pidfd, (pid, transport) in children.items():
+            os.close(pidfd)
+            threading.Thread(target=_reap_orphan, args=(pid, loop_repr, transport),
+                             name=f'ferroloop-reaper-{pid}', daemon=True).start()
 
     async def subprocess_shell(self, protocol_factory, cmd, *, stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -120,7 +147,12 @@ class SubprocessMixin:
             # Already reaped by someone else's waitpid(): its status is gone.
             self._child_gone(pid, transport)
             return
-        self._add_reader(pidfd, self._reap_child, pid, pidfd, transport)
+        try:
+            self._add_reader(pidfd, self._reap_child, pid, pidfd, transport)
+        except BaseException:
+            os.close(pidfd)
+            raise
+        self._children[pidfd] = (pid, transport)
 
     def _reap_child(self, pid, pidfd, transport):
         try:
@@ -130,6 +162,7 @@ class SubprocessMixin:
         if reaped == 0:
             return  # not exited after all
         self.remove_reader(pidfd)
+        del self._children[pidfd]
         os.close(pidfd)
         if reaped is None:
             self._child_gone(pid, transport)

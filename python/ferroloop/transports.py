@@ -10,6 +10,7 @@ The stream transport is here, with what every transport's Python face shares (``
 and its mixins); the pipe and datagram transports are in ``pipes.py`` and ``datagram.py``.
 """
 
+import math
 import socket
 import warnings
 from asyncio import constants, trsock
@@ -158,6 +159,18 @@ class CoreWriting:
         self._core.abort()
 
 
+def _byte_count(mark):
+    """A water mark as the byte count the core compares sizes with: a buffer of ``n`` bytes
+    is above ``mark`` exactly when it is above ``floor(mark)``; past what a buffer can ever
+    hold it is as good as infinite."""
+    if mark >= _MAX_BYTE_COUNT:
+        return _MAX_BYTE_COUNT
+    return math.floor(mark)
+
+
+_MAX_BYTE_COUNT = 2 ** 64 - 1
+
+
 class CoreFlowControl(_FlowControlMixin):
     """Write flow control, kept by the core.
 
@@ -167,6 +180,9 @@ class CoreFlowControl(_FlowControlMixin):
     """
 
     __slots__ = ()
+    # The marks as the program gave them (asyncio keeps and returns them as they are: 1.5
+    # stays 1.5, 2**64 stays 2**64), once set_write_buffer_limits() was called.
+    _water_marks = None
 
     def __init__(self, extra=None):
         super(_FlowControlMixin, self).__init__(extra)
@@ -175,10 +191,20 @@ class CoreFlowControl(_FlowControlMixin):
         return self._core.get_write_buffer_size()
 
     def get_write_buffer_limits(self):
+        if self._water_marks is not None:
+            return self._water_marks
         return self._core.get_write_buffer_limits()
 
     def set_write_buffer_limits(self, high=None, low=None):
-        self._core.set_write_buffer_limits(high, low)
+        # asyncio's arithmetic and check, on whatever numbers it is given.
+        if high is None:
+            high = 64 * 1024 if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f'high ({high!r}) must be >= low ({low!r}) must be >= 0')
+        self._core.set_write_buffer_limits(_byte_count(high), _byte_count(low))
+        self._water_marks = (low, high)
 
     @property
     def _protocol_paused(self):
@@ -186,11 +212,11 @@ class CoreFlowControl(_FlowControlMixin):
 
     @property
     def _low_water(self):
-        return self._core.get_write_buffer_limits()[0]
+        return self.get_write_buffer_limits()[0]
 
     @property
     def _high_water(self):
-        return self._core.get_write_buffer_limits()[1]
+        return self.get_write_buffer_limits()[1]
 
 
 class SocketTransport(CoreTransport, CoreSocket, CoreReading, CoreWriting, CoreFlowControl):

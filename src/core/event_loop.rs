@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyFloat};
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::gil_cell::{GilCell, GilFlag};
@@ -48,7 +48,7 @@ pub struct LoopCore {
     pub(crate) closed: GilFlag<bool>,
     pub(crate) stopping: GilFlag<bool>,
     pub(crate) debug: GilFlag<bool>,
-    pub(crate) slow_callback_duration: GilFlag<f64>,
+    pub(crate) slow_callback_duration: GilCell<SlowCallbackDuration>,
     /// `pthread_self()` of the thread running the loop (what `threading.get_ident()` returns).
     pub(crate) thread_id: GilFlag<Option<u64>>,
     /// True while the loop waits in the poller with the GIL released: only then does
@@ -82,6 +82,22 @@ pub fn visit_owned_handle(handle: &Py<Handle>, visit: &PyVisit<'_>) -> Result<()
     Ok(())
 }
 
+/// `slow_callback_duration`: a float compared natively, or whatever else the program set
+/// (an int too large for a float, a `Decimal`, ...), compared as Python compares it.
+pub enum SlowCallbackDuration {
+    Seconds(f64),
+    Object(Py<PyAny>),
+}
+
+impl SlowCallbackDuration {
+    fn from_value(value: &Bound<'_, PyAny>) -> SlowCallbackDuration {
+        if let Ok(float) = value.cast_exact::<PyFloat>() {
+            return SlowCallbackDuration::Seconds(float.value());
+        }
+        SlowCallbackDuration::Object(value.clone().unbind())
+    }
+}
+
 /// Size of the loop's read buffer: the most one read returns.
 pub const READ_BUFFER_SIZE: usize = 256 * 1024;
 
@@ -108,6 +124,18 @@ impl LoopCore {
 
     pub fn debug_enabled(&self, py: Python<'_>) -> bool {
         self.debug.get(py)
+    }
+
+    /// Debug mode: whether a callback that ran `elapsed` seconds was slow (`elapsed >=
+    /// slow_callback_duration`, compared as Python compares it: a value that cannot be
+    /// compared with a float raises, out of the run loop, as with asyncio).
+    pub fn is_slow_callback(&self, py: Python<'_>, elapsed: f64) -> PyResult<bool> {
+        let limit = match &*self.slow_callback_duration.borrow(py) {
+            SlowCallbackDuration::Seconds(seconds) => return Ok(elapsed >= *seconds),
+            SlowCallbackDuration::Object(value) => value.clone_ref(py),
+        };
+        // Compared outside the borrow: the object's __le__ may set the attribute again.
+        PyFloat::new(py, elapsed).ge(limit.bind(py))
     }
 
     pub fn is_closed_flag(&self, py: Python<'_>) -> bool {
@@ -192,7 +220,7 @@ impl LoopCore {
             closed: GilFlag::new(false),
             stopping: GilFlag::new(false),
             debug: GilFlag::new(false),
-            slow_callback_duration: GilFlag::new(0.1),
+            slow_callback_duration: GilCell::new(SlowCallbackDuration::Seconds(0.1)),
             thread_id: GilFlag::new(None),
             in_poll: GilFlag::new(false),
             read_buffer: GilCell::new(Vec::new()),
@@ -249,19 +277,31 @@ impl LoopCore {
         self.debug.get(py)
     }
 
+    /// Any object, taken for its truth value: asyncio stores what it is given (aiohttp's
+    /// suite calls `set_debug(0)`, `asyncio.Runner(debug=1)` passes an int on).
     #[setter(_debug)]
-    fn set_debug_flag(&self, py: Python<'_>, enabled: bool) {
-        self.debug.set(py, enabled);
+    fn set_debug_flag(&self, py: Python<'_>, enabled: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.debug.set(py, enabled.is_truthy()?);
+        Ok(())
     }
 
     #[getter(slow_callback_duration)]
-    fn get_slow_callback_duration(&self, py: Python<'_>) -> f64 {
-        self.slow_callback_duration.get(py)
+    fn get_slow_callback_duration(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match &*self.slow_callback_duration.borrow(py) {
+            SlowCallbackDuration::Seconds(seconds) => {
+                Ok(seconds.into_pyobject(py)?.into_any().unbind())
+            }
+            SlowCallbackDuration::Object(value) => Ok(value.clone_ref(py)),
+        }
     }
 
+    /// Any object, as asyncio's plain attribute takes it; it is only compared with the
+    /// duration of a callback, in debug mode.
     #[setter(slow_callback_duration)]
-    fn set_slow_callback_duration(&self, py: Python<'_>, seconds: f64) {
-        self.slow_callback_duration.set(py, seconds);
+    fn set_slow_callback_duration(&self, py: Python<'_>, value: &Bound<'_, PyAny>) {
+        let new = SlowCallbackDuration::from_value(value);
+        let old = std::mem::replace(&mut *self.slow_callback_duration.borrow_mut(py), new);
+        drop(old);
     }
 
     /// Marks the loop running on this thread (`run_forever` calls it before its setup).
@@ -356,6 +396,11 @@ impl LoopCore {
         st.io.traverse(&visit)?;
         if let Some(f) = &st.task_factory {
             visit.call(f)?;
+        }
+        if let Some(slow) = self.slow_callback_duration.try_borrow_unguarded() {
+            if let SlowCallbackDuration::Object(value) = &*slow {
+                visit.call(value)?;
+            }
         }
         for transport in st.transports.values() {
             visit.call(transport)?;

@@ -146,8 +146,9 @@ impl LoopCore {
         loop {
             let due = {
                 let mut st = self.state.borrow_mut(py);
+                // asyncio tests `when >= end_time` for "not yet", so a NaN deadline is due.
                 match st.timers.peek() {
-                    Some((when, _)) if when < end_time => {}
+                    Some((when, _)) if when < end_time || when.is_nan() => {}
                     _ => break,
                 }
                 let Some((_, timer)) = st.timers.pop() else {
@@ -188,9 +189,14 @@ impl LoopCore {
             }
             Ready::Native(watcher) => run_native(slf, watcher),
         };
-        let slow = debug && monotonic() - started >= this.slow_callback_duration.get(py);
-        let reported = match (&outcome, slow) {
-            (RunOutcome::Ok, true) => debug::warn_slow_callback(py, &item, monotonic() - started),
+        let reported = match &outcome {
+            RunOutcome::Ok if debug => {
+                let elapsed = monotonic() - started;
+                match this.is_slow_callback(py, elapsed) {
+                    Ok(true) => debug::warn_slow_callback(py, &item, elapsed),
+                    other => other.map(drop),
+                }
+            }
             _ => Ok(()),
         };
         if let Some(handle) = item.handle() {

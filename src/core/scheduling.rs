@@ -3,7 +3,7 @@
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyFloat, PyInt, PyTuple};
 use pyo3::PyClassInitializer;
 
 use super::event_loop::{monotonic, LoopCore};
@@ -44,6 +44,41 @@ pub fn check_callback(
     Ok(())
 }
 
+/// `call_later`'s deadline: `loop.time() + delay` computed as asyncio computes it, by
+/// Python's `+` (so a `Decimal` delay is a TypeError, a `Fraction` one works), then taken as
+/// a `call_at` deadline. Floats and ints, nearly every delay, take the direct way.
+fn later_deadline(py: Python<'_>, delay: &Bound<'_, PyAny>) -> PyResult<f64> {
+    let now = monotonic();
+    if let Ok(seconds) = delay.cast_exact::<PyFloat>() {
+        return Ok(now + seconds.value());
+    }
+    if delay.is_exact_instance_of::<PyInt>() {
+        // float + int converts the int first: OverflowError past float's range, as in Python.
+        return Ok(now + delay.extract::<f64>()?);
+    }
+    deadline(&PyFloat::new(py, now).add(delay)?)
+}
+
+/// A deadline as a float. asyncio keeps whatever object it is given and compares it with the
+/// other deadlines later, inside the run loop, where a non-number fails `run_forever`;
+/// ferroloop refuses it now (a deliberate difference, see the README).
+fn deadline(when: &Bound<'_, PyAny>) -> PyResult<f64> {
+    when.extract::<f64>().map_err(|err| {
+        if err.is_instance_of::<PyTypeError>(when.py()) {
+            let name = when
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default();
+            PyTypeError::new_err(format!(
+                "a timer's deadline must be a real number, not '{name}'"
+            ))
+        } else {
+            err
+        }
+    })
+}
+
 impl LoopCore {
     /// Debug mode: non-thread-safe methods must be called from the loop's own thread.
     pub fn check_thread(&self, py: Python<'_>) -> PyResult<()> {
@@ -74,16 +109,21 @@ impl LoopCore {
         )
     }
 
-    /// `call_soon(callback, *args)` for the loop's own components (transports): no checks,
-    /// the current context.
+    /// `call_soon(callback, *args)` for the loop's own components (transports): the current
+    /// context, and only debug mode's thread check (asyncio's transports schedule through
+    /// `call_soon`, so a transport closed from another thread fails there in debug mode).
     pub fn schedule_callback(
         slf: &Bound<'_, LoopCore>,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
     ) -> PyResult<()> {
         let py = slf.py();
+        let this = slf.get();
+        if this.debug.get(py) {
+            this.check_thread(py)?;
+        }
         let handle = new_untracked(py, LoopCore::new_handle(slf, callback, args, None)?)?;
-        slf.get().push_ready(py, handle);
+        this.push_ready(py, handle);
         Ok(())
     }
 
@@ -117,16 +157,8 @@ impl LoopCore {
             py,
             PyClassInitializer::from(base).add_subclass(TimerHandle::new(when)),
         )?;
-        // A NaN deadline is never "not yet due" in asyncio (`nan >= end_time` is false), so it
-        // runs at once; in the heap, whose order is total, it would sort after every other
-        // deadline and never be due. Key it as the earliest deadline instead.
-        let key = if when.is_nan() {
-            f64::NEG_INFINITY
-        } else {
-            when
-        };
         let queued: Py<Handle> = timer.bind(py).clone().into_super().unbind();
-        this.state.borrow_mut(py).timers.push(key, queued);
+        this.state.borrow_mut(py).timers.push(when, queued);
         Ok(timer)
     }
 }
@@ -185,8 +217,8 @@ impl LoopCore {
         if delay.is_none() {
             return Err(PyTypeError::new_err("delay must not be None"));
         }
-        let delay: f64 = delay.extract()?;
-        LoopCore::schedule_timer(slf, monotonic() + delay, callback, args, context, "call_at")
+        let when = later_deadline(slf.py(), delay)?;
+        LoopCore::schedule_timer(slf, when, callback, args, context, "call_at")
     }
 
     /// Schedules `callback(*args)` to run at `when`, a time on the loop's clock.
@@ -201,7 +233,7 @@ impl LoopCore {
         if when.is_none() {
             return Err(PyTypeError::new_err("when cannot be None"));
         }
-        let when: f64 = when.extract()?;
+        let when = deadline(when)?;
         LoopCore::schedule_timer(slf, when, callback, args, context, "call_at")
     }
 

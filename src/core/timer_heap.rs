@@ -1,62 +1,71 @@
-//! The scheduled-timer queue: a min-heap on (deadline, insertion order).
+//! The scheduled-timer queue: a binary min-heap on deadlines, kept by exactly the algorithm of
+//! Python's `heapq`, with `<` on the deadlines as its only comparison.
 //!
-//! Timers with equal deadlines fire in the order they were scheduled (asyncio's heapq gives no
-//! such promise, but code written against it never sees a different order from this one).
+//! asyncio keeps its timers with `heapq.heappush`/`heappop`/`heapify`, comparing
+//! `TimerHandle`s by `_when < other._when`. The order timers come out in is therefore not
+//! only "earliest first": timers with equal deadlines come out in whatever order heapq's
+//! sifting leaves them, and a NaN deadline, never less than anything nor anything less than
+//! it, sinks where the sifting puts it and runs when it surfaces at the top (asyncio takes a
+//! NaN at the top as due: `nan >= end_time` is false). Doing the same steps on the same
+//! comparisons gives the same order for every sequence of pushes, pops and compactions.
+//!
 //! Cancelled timers are not searched for; the loop drops them when they reach the top, or
 //! compacts the heap with `retain` when most of it is cancelled.
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
-
-struct Entry<T> {
-    when: f64,
-    seq: u64,
-    item: T,
-}
-
-impl<T> PartialEq for Entry<T> {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl<T> Eq for Entry<T> {}
-
-impl<T> PartialOrd for Entry<T> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl<T> Ord for Entry<T> {
-    // Reversed: BinaryHeap is a max-heap and the earliest deadline must come out first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        other
-            .when
-            .total_cmp(&self.when)
-            .then_with(|| other.seq.cmp(&self.seq))
-    }
-}
-
 pub struct TimerHeap<T> {
-    heap: BinaryHeap<Entry<T>>,
-    next_seq: u64,
+    heap: Vec<(f64, T)>,
 }
 
 impl<T> Default for TimerHeap<T> {
     fn default() -> Self {
-        TimerHeap {
-            heap: BinaryHeap::new(),
-            next_seq: 0,
-        }
+        TimerHeap { heap: Vec::new() }
     }
 }
 
 impl<T> TimerHeap<T> {
+    /// `heap[a] < heap[b]` as Python compares two float deadlines (false if either is NaN).
+    #[inline]
+    fn less(&self, a: usize, b: usize) -> bool {
+        self.heap[a].0 < self.heap[b].0
+    }
+
+    /// heapq's `_siftdown`: the item at `pos` climbs towards `start` while it is less than its
+    /// parent.
+    fn sift_down(&mut self, start: usize, mut pos: usize) {
+        while pos > start {
+            let parent = (pos - 1) >> 1;
+            if !self.less(pos, parent) {
+                break;
+            }
+            self.heap.swap(pos, parent);
+            pos = parent;
+        }
+    }
+
+    /// heapq's `_siftup`: the item at `pos` goes all the way down to a leaf, each step taking
+    /// the right child unless the left one is less than it (the test heapq makes), then
+    /// climbs back as `sift_down` does.
+    fn sift_up(&mut self, mut pos: usize) {
+        let end = self.heap.len();
+        let start = pos;
+        let mut child = 2 * pos + 1;
+        while child < end {
+            let right = child + 1;
+            if right < end && !self.less(child, right) {
+                child = right;
+            }
+            self.heap.swap(pos, child);
+            pos = child;
+            child = 2 * pos + 1;
+        }
+        self.sift_down(start, pos);
+    }
+
+    /// `heapq.heappush`.
     pub fn push(&mut self, when: f64, item: T) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.heap.push(Entry { when, seq, item });
+        self.heap.push((when, item));
+        let last = self.heap.len() - 1;
+        self.sift_down(0, last);
     }
 
     pub fn len(&self) -> usize {
@@ -67,40 +76,50 @@ impl<T> TimerHeap<T> {
         self.heap.is_empty()
     }
 
-    /// The earliest deadline and its item.
+    /// The item at the top (`heap[0]`) and its deadline.
     pub fn peek(&self) -> Option<(f64, &T)> {
-        self.heap.peek().map(|e| (e.when, &e.item))
+        self.heap.first().map(|(when, item)| (*when, item))
     }
 
+    /// `heapq.heappop`: the last item takes the top's place and is sifted.
     pub fn pop(&mut self) -> Option<(f64, T)> {
-        self.heap.pop().map(|e| (e.when, e.item))
+        let last = self.heap.pop()?;
+        if self.heap.is_empty() {
+            return Some(last);
+        }
+        let top = std::mem::replace(&mut self.heap[0], last);
+        self.sift_up(0);
+        Some(top)
     }
 
     /// Removes every item for which `keep` is false, handing it to `removed` (so a caller can
-    /// release it outside whatever borrow it holds), and rebuilds the heap in O(n).
+    /// release it outside whatever borrow it holds), and rebuilds the heap from the others in
+    /// their order as `heapq.heapify` does (asyncio's compaction).
     pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool, mut removed: impl FnMut(T)) {
-        let entries = std::mem::take(&mut self.heap).into_vec();
+        let entries = std::mem::take(&mut self.heap);
         let mut kept = Vec::with_capacity(entries.len());
         for entry in entries {
-            if keep(&entry.item) {
+            if keep(&entry.1) {
                 kept.push(entry);
             } else {
-                removed(entry.item);
+                removed(entry.1);
             }
         }
-        self.heap = BinaryHeap::from(kept);
+        self.heap = kept;
+        for pos in (0..self.heap.len() / 2).rev() {
+            self.sift_up(pos);
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &T> {
-        self.heap.iter().map(|e| &e.item)
+        self.heap.iter().map(|(_, item)| item)
     }
 
     /// Empties the heap, handing every item to the caller.
     pub fn drain(&mut self) -> Vec<T> {
         std::mem::take(&mut self.heap)
-            .into_vec()
             .into_iter()
-            .map(|e| e.item)
+            .map(|(_, item)| item)
             .collect()
     }
 
@@ -117,28 +136,49 @@ impl<T> TimerHeap<T> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn pops_in_deadline_order() {
+    const NAN: f64 = f64::NAN;
+
+    fn pop_all<T>(heap: &mut TimerHeap<T>) -> Vec<T> {
+        std::iter::from_fn(|| heap.pop().map(|(_, item)| item)).collect()
+    }
+
+    fn heap_of(deadlines: &[(f64, &'static str)]) -> TimerHeap<&'static str> {
         let mut heap = TimerHeap::default();
-        for (when, name) in [(3.0, "c"), (1.0, "a"), (2.0, "b"), (0.5, "z")] {
+        for &(when, name) in deadlines {
             heap.push(when, name);
         }
-        let order: Vec<_> = std::iter::from_fn(|| heap.pop().map(|(_, n)| n)).collect();
-        assert_eq!(order, ["z", "a", "b", "c"]);
+        heap
     }
 
     #[test]
-    fn equal_deadlines_keep_insertion_order() {
-        let mut heap = TimerHeap::default();
-        for i in 0..100 {
-            heap.push(1.0, i);
-        }
-        let order: Vec<_> = std::iter::from_fn(|| heap.pop().map(|(_, n)| n)).collect();
-        assert_eq!(order, (0..100).collect::<Vec<_>>());
+    fn pops_in_deadline_order() {
+        let mut heap = heap_of(&[(3.0, "c"), (1.0, "a"), (2.0, "b"), (0.5, "z")]);
+        assert_eq!(pop_all(&mut heap), ["z", "a", "b", "c"]);
+    }
+
+    // The expected orders below are what CPython's heapq gives for the same pushes, with
+    // objects compared by their deadline alone (as asyncio's TimerHandle.__lt__ does).
+
+    #[test]
+    fn equal_deadlines_come_out_in_heapq_order() {
+        let mut heap = heap_of(&[(1.0, "a"), (1.0, "b"), (1.0, "c"), (1.0, "d"), (1.0, "e")]);
+        assert_eq!(pop_all(&mut heap), ["a", "c", "e", "b", "d"]);
     }
 
     #[test]
-    fn retain_compacts_and_reports_removed() {
+    fn nan_deadlines_sit_where_heapq_leaves_them() {
+        let mut heap = heap_of(&[(1.0, "a"), (2.0, "b"), (3.0, "c"), (NAN, "n"), (0.5, "d")]);
+        assert_eq!(pop_all(&mut heap), ["d", "a", "b", "n", "c"]);
+        let mut heap = heap_of(&[(1.0, "a"), (NAN, "n"), (2.0, "b")]);
+        assert_eq!(pop_all(&mut heap), ["a", "n", "b"]);
+        let mut heap = heap_of(&[(NAN, "n"), (NAN, "m"), (1.0, "a")]);
+        assert_eq!(pop_all(&mut heap), ["n", "m", "a"]);
+        let mut heap = heap_of(&[(3.0, "a"), (2.0, "b"), (1.0, "c"), (NAN, "n"), (0.5, "d")]);
+        assert_eq!(pop_all(&mut heap), ["d", "c", "b", "n", "a"]);
+    }
+
+    #[test]
+    fn retain_compacts_as_heapify_does() {
         let mut heap = TimerHeap::default();
         for i in 0..10 {
             heap.push(10.0 - i as f64, i);
@@ -148,8 +188,10 @@ mod tests {
         removed.sort();
         assert_eq!(removed, [1, 2, 4, 5, 7, 8]);
         assert_eq!(heap.peek(), Some((1.0, &9)));
-        let order: Vec<_> = std::iter::from_fn(|| heap.pop().map(|(_, n)| n)).collect();
-        assert_eq!(order, [9, 6, 3, 0]);
+        assert_eq!(pop_all(&mut heap), [9, 6, 3, 0]);
+        let mut heap = heap_of(&[(2.0, "a"), (NAN, "n"), (1.0, "b"), (9.0, "x"), (0.5, "c")]);
+        heap.retain(|name| *name != "x", drop);
+        assert_eq!(pop_all(&mut heap), ["c", "b", "n", "a"]);
     }
 
     #[test]
@@ -169,11 +211,7 @@ mod tests {
 
     #[test]
     fn infinite_and_negative_deadlines_order_sanely() {
-        let mut heap = TimerHeap::default();
-        heap.push(f64::INFINITY, "never");
-        heap.push(-5.0, "past");
-        heap.push(0.0, "now");
-        let order: Vec<_> = std::iter::from_fn(|| heap.pop().map(|(_, n)| n)).collect();
-        assert_eq!(order, ["past", "now", "never"]);
+        let mut heap = heap_of(&[(f64::INFINITY, "never"), (-5.0, "past"), (0.0, "now")]);
+        assert_eq!(pop_all(&mut heap), ["past", "now", "never"]);
     }
 }

@@ -7,11 +7,15 @@ pub const DEFAULT_HIGH_WATER: i64 = 64 * 1024;
 
 /// `(high, low)` from the optional arguments of `set_write_buffer_limits`: high defaults to
 /// 64 KiB (or 4 × low), low to high / 4; `high >= low >= 0` or ValueError.
+///
+/// Integers only, of any size: the transports' Python faces apply asyncio's rules to floats
+/// and other numbers and pass the byte counts here. A mark beyond the address space is as
+/// good as infinite, so it saturates.
 pub fn water_marks(
     high: Option<&Bound<'_, PyAny>>,
     low: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<(usize, usize)> {
-    let given = |v: Option<&Bound<'_, PyAny>>| -> PyResult<Option<i64>> {
+    let given = |v: Option<&Bound<'_, PyAny>>| -> PyResult<Option<i128>> {
         match v {
             Some(v) if !v.is_none() => Ok(Some(v.extract()?)),
             _ => Ok(None),
@@ -20,8 +24,8 @@ pub fn water_marks(
     let (high, low) = (given(high)?, given(low)?);
     let high = match (high, low) {
         (Some(h), _) => h,
-        (None, Some(l)) => 4 * l,
-        (None, None) => DEFAULT_HIGH_WATER,
+        (None, Some(l)) => l.saturating_mul(4),
+        (None, None) => i128::from(DEFAULT_HIGH_WATER),
     };
     let low = low.unwrap_or(high.div_euclid(4));
     if !(high >= low && low >= 0) {
@@ -29,7 +33,8 @@ pub fn water_marks(
             "high ({high}) must be >= low ({low}) must be >= 0"
         )));
     }
-    Ok((high as usize, low as usize))
+    let saturate = |v: i128| usize::try_from(v).unwrap_or(usize::MAX);
+    Ok((saturate(high), saturate(low)))
 }
 
 /// The water marks of a write buffer and whether the protocol was told to pause writing:

@@ -58,7 +58,8 @@ impl AsRef<[u8]> for Chunk {
 /// The protocol and the bound methods the read path calls, looked up once.
 struct Protocol {
     obj: Py<PyAny>,
-    /// `data_received`, or None for a BufferedProtocol.
+    /// `data_received`, or None for a BufferedProtocol, or for a protocol without one (asyncio
+    /// accepts any object, None included, and fails when data arrives: looked up then).
     data_received: Option<Py<PyAny>>,
     /// `(get_buffer, buffer_updated)` of a BufferedProtocol.
     buffered: Option<(Py<PyAny>, Py<PyAny>)>,
@@ -68,22 +69,23 @@ impl Protocol {
     fn new(obj: &Bound<'_, PyAny>) -> PyResult<Protocol> {
         let py = obj.py();
         let buffered_type = stdlib::buffered_protocol_type(py)?;
-        if obj.is_instance(buffered_type)? {
-            Ok(Protocol {
-                obj: obj.clone().unbind(),
-                data_received: None,
-                buffered: Some((
-                    obj.getattr("get_buffer")?.unbind(),
-                    obj.getattr("buffer_updated")?.unbind(),
-                )),
-            })
+        let buffered = if obj.is_instance(buffered_type)? {
+            match (obj.getattr("get_buffer"), obj.getattr("buffer_updated")) {
+                (Ok(get), Ok(updated)) => Some((get.unbind(), updated.unbind())),
+                _ => None,
+            }
         } else {
-            Ok(Protocol {
-                obj: obj.clone().unbind(),
-                data_received: Some(obj.getattr("data_received")?.unbind()),
-                buffered: None,
-            })
-        }
+            None
+        };
+        let data_received = match buffered {
+            Some(_) => None,
+            None => obj.getattr("data_received").ok().map(Bound::unbind),
+        };
+        Ok(Protocol {
+            obj: obj.clone().unbind(),
+            data_received,
+            buffered,
+        })
     }
 }
 
@@ -257,14 +259,18 @@ impl StreamTransport {
         match this.read_once(py) {
             ReadOutcome::NotReady => Ok(()),
             ReadOutcome::Data(data) => {
-                let method = this
-                    .state
-                    .borrow(py)
-                    .protocol
-                    .as_ref()
-                    .and_then(|p| p.data_received.as_ref().map(|m| m.clone_ref(py)));
-                let Some(method) = method else { return Ok(()) };
-                match method.bind(py).call1((data,)) {
+                let target = this.state.borrow(py).protocol.as_ref().map(|p| {
+                    (
+                        p.obj.clone_ref(py),
+                        p.data_received.as_ref().map(|m| m.clone_ref(py)),
+                    )
+                });
+                let called = match target {
+                    Some((_, Some(method))) => method.bind(py).call1((data,)),
+                    Some((obj, None)) => obj.bind(py).call_method1("data_received", (data,)),
+                    None => return Ok(()),
+                };
+                match called {
                     Ok(_) => Ok(()),
                     Err(err) => base::fatal_error(
                         slf,
@@ -535,7 +541,11 @@ impl StreamTransport {
     fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let chunk = to_chunk(data)?;
+        let chunk = write_chunk(data)?;
+        let empty = match &chunk {
+            Some(chunk) => chunk.as_ref().is_empty(),
+            None => !data.is_truthy()?,
+        };
         {
             let mut st = this.state.borrow_mut(py);
             if st.eof {
@@ -548,7 +558,7 @@ impl StreamTransport {
                     "unable to write; sendfile is in progress",
                 ));
             }
-            if chunk.as_ref().is_empty() {
+            if empty {
                 return Ok(());
             }
             if st.conn_lost > 0 {
@@ -559,8 +569,26 @@ impl StreamTransport {
                 }
                 return Ok(());
             }
+            if chunk.is_none() {
+                // A strided memoryview: asyncio's send() of it fails with BufferError, a
+                // fatal error of the transport; with data already waiting, asyncio's buffer
+                // refuses it with TypeError instead.
+                let waiting = !st.buffer.is_empty();
+                drop(st);
+                if waiting {
+                    return Err(PyTypeError::new_err(NOT_CONTIGUOUS_WRITE));
+                }
+                return base::fatal_error(
+                    slf,
+                    PyBufferError::new_err(NOT_CONTIGUOUS),
+                    "Fatal write error on socket transport",
+                );
+            }
         }
-        StreamTransport::write_chunk(slf, chunk)
+        match chunk {
+            Some(chunk) => StreamTransport::write_chunk(slf, chunk),
+            None => Ok(()),
+        }
     }
 
     /// Writes the concatenation of `list_of_data`.
@@ -681,32 +709,41 @@ fn set_exception_unless_done(future: &Bound<'_, PyAny>, exc: &Bound<'_, PyAny>) 
     Ok(())
 }
 
+const NOT_CONTIGUOUS: &str = "memoryview: underlying buffer is not C-contiguous";
+const NOT_CONTIGUOUS_WRITE: &str =
+    "cannot buffer a memoryview that is not C-contiguous; write bytes(view) instead";
+
 /// The bytes of a write: a `bytes` object is kept by reference, a mutable buffer is copied
-/// (the caller may change it once write() returns).
+/// (the caller may change it once write() returns). BufferError for a memoryview that is not
+/// C-contiguous (a strided slice), which cannot be sent as it is.
 pub fn to_chunk(data: &Bound<'_, PyAny>) -> PyResult<Chunk> {
+    write_chunk(data)?.ok_or_else(|| PyBufferError::new_err(NOT_CONTIGUOUS))
+}
+
+/// `to_chunk`, with None for a memoryview that is not C-contiguous, for the caller to report
+/// as asyncio reports it.
+fn write_chunk(data: &Bound<'_, PyAny>) -> PyResult<Option<Chunk>> {
     if let Ok(bytes) = data.cast::<PyBytes>() {
         let slice = bytes.as_bytes();
         let (ptr, len) = (slice.as_ptr(), slice.len());
-        return Ok(Chunk::Shared(SharedBytes {
+        return Ok(Some(Chunk::Shared(SharedBytes {
             _owner: bytes.clone().unbind(),
             ptr,
             len,
-        }));
+        })));
     }
     if let Ok(array) = data.cast::<PyByteArray>() {
-        return Ok(Chunk::Owned(array.to_vec()));
+        return Ok(Some(Chunk::Owned(array.to_vec())));
     }
     if data.is_instance_of::<PyMemoryView>() {
         let view = PyUntypedBuffer::get(data)?;
         if !view.is_c_contiguous() {
-            return Err(PyBufferError::new_err(
-                "memoryview: underlying buffer is not C-contiguous",
-            ));
+            return Ok(None);
         }
         // SAFETY: the view is held while we copy; contiguous and len_bytes() long.
         let bytes =
             unsafe { std::slice::from_raw_parts(view.buf_ptr() as *const u8, view.len_bytes()) };
-        return Ok(Chunk::Owned(bytes.to_vec()));
+        return Ok(Some(Chunk::Owned(bytes.to_vec())));
     }
     let name = data.get_type().name()?;
     Err(PyTypeError::new_err(format!(
