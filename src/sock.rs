@@ -237,12 +237,18 @@ impl SockOp {
 #[pymethods]
 impl LoopCore {
     /// `sock.recv(n)` now, or a SockOperation whose future gets the bytes.
-    fn _sock_recv(slf: &Bound<'_, Self>, sock: &Bound<'_, PyAny>, n: isize) -> PyResult<Py<PyAny>> {
+    fn _sock_recv(
+        slf: &Bound<'_, Self>,
+        sock: &Bound<'_, PyAny>,
+        n: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
+        // asyncio's order: `sock.recv(n)` fails on a non-socket before it looks at `n`.
+        let fd = socket_fd(sock)?;
+        let n: isize = n.extract()?;
         if n < 0 {
             return Err(PyValueError::new_err("negative buffersize in recv"));
         }
-        let fd = socket_fd(sock)?;
         let max = n as usize;
         if max == 0 {
             // As `socket.recv(0)`: an empty result at once. The syscall would say EAGAIN on
@@ -297,9 +303,7 @@ impl LoopCore {
     ) -> PyResult<Option<Py<SockOp>>> {
         let fd = socket_fd(sock)?;
         let data = readable_buffer(data)?;
-        if data.len_bytes() == 0 {
-            return Ok(None);
-        }
+        // Even empty data is sent, as asyncio does: an unconnected socket says EPIPE.
         let sent = match send_from(fd, &data, 0) {
             Ok(n) => n,
             Err(e) if sys::would_block(&e) => 0,

@@ -3,7 +3,7 @@
 import time
 
 STATS = {'examples': 0, 'calls': 0, 'seconds': 0.0, 'methods': set(), 'method_count': None,
-         'expected_failures': {}, 'started': None}
+         'started': None}
 
 
 def record(scenario, seconds):
@@ -13,10 +13,6 @@ def record(scenario, seconds):
     STATS['calls'] += len(scenario['steps'])
     STATS['seconds'] += seconds
     STATS['methods'].update((target, method) for target, method, *_ in scenario['steps'])
-
-
-def expected_failure(call):
-    STATS['expected_failures'][call] = STATS['expected_failures'].get(call, 0) + 1
 
 
 def set_method_count(count):
@@ -30,6 +26,4 @@ def summary():
              + (f" (of {STATS['method_count']} public methods)" if STATS['method_count'] else '')
              + f", {STATS['examples']} scenarios, {STATS['calls']} calls, each on asyncio and "
              f"ferroloop, in {STATS['seconds']:.0f} s"]
-    for call, count in sorted(STATS['expected_failures'].items()):
-        lines.append(f'fuzz: expected to fail until fixed: {call} ({count} scenarios)')
     return '\n'.join(lines)

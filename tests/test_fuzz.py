@@ -277,14 +277,6 @@ class Difference(NamedTuple):
     applies: Callable
 
 
-class Finding(NamedTuple):
-    """A failure of the fuzz in code being rewritten elsewhere, expected until fixed there."""
-    call: str
-    asyncio_result: str
-    ferroloop_result: str
-    applies: Callable
-
-
 def argument_values(step):
     _, _, args, kwargs, _ = step
     return list(args) + list(kwargs.values())
@@ -368,85 +360,6 @@ DELIBERATE_DIFFERENCES = [
                             and a[0] in ('ok', 'raise'))),
 ]
 
-# Failures in code that is being rewritten elsewhere (the fd table, the fd watchers, the sock_*
-# methods, the pipe transports). Each entry is one finding: the call, what asyncio does, what
-# ferroloop does. Matching scenarios are expected to fail until the entry is removed.
-def fd_argument(step):
-    args = step[2]
-    return args[0] if args and isinstance(args[0], int) and not isinstance(args[0], bool) else None
-
-
-def sock_argument(step):
-    args = step[2]
-    return args[0] if args else None
-
-
-EXPECTED_TO_FAIL_UNTIL_FIXED = [
-    Finding(
-        'add_reader/add_writer(fd, cb) with 2**31-2 <= fd <= 2**31-1',
-        'OSError(EBADF)', 'the interpreter aborts',
-        lambda step, a, f: (step[1] in ('add_reader', 'add_writer')
-                            and (fd_argument(step) or 0) >= 2 ** 31 - 2
-                            and (fd_argument(step) or 0) < 2 ** 31)),
-    Finding(
-        'add_reader/add_writer(fd, cb) with 2**31 <= fd < 2**63',
-        "OverflowError('Python int too large to convert to C int')", 'ValueError',
-        lambda step, a, f: (step[1] in ('add_reader', 'add_writer')
-                            and 2 ** 31 <= (fd_argument(step) or 0) < 2 ** 63
-                            and a == ('raise', 'OverflowError'))),
-    Finding(
-        'remove_reader/remove_writer(fd) with fd >= 2**31',
-        'returns False', 'ValueError (fd < 2**63) or OverflowError',
-        lambda step, a, f: (step[1] in ('remove_reader', 'remove_writer')
-                            and (fd_argument(step) or 0) >= 2 ** 31 and a == ('ok',))),
-    Finding(
-        'sock_*(closed socket, ...)',
-        'what the socket call raises: OSError(EBADF), or TypeError for a bad argument',
-        "ValueError('the socket must be non-blocking'), from gettimeout() of -1",
-        lambda step, a, f: (step[1].startswith('sock_')
-                            and sock_argument(step) == Tok('sock', 'closed')
-                            and f == ('raise', 'ValueError'))),
-    Finding(
-        "sock_*(sock, ...) where sock is not a socket",
-        'what the first use of it raises (TypeError from len(buf) in sock_recvfrom_into, '
-        'AttributeError elsewhere)',
-        'AttributeError from sock.gettimeout(), first',
-        lambda step, a, f: (step[1].startswith('sock_') and f == ('raise', 'AttributeError')
-                            and not (isinstance(sock_argument(step), Tok)
-                                     and sock_argument(step).kind == 'sock'))),
-    Finding(
-        "write_pipe.write(strided memoryview)",
-        "nothing raised: a fatal write error (BufferError to the exception handler, pipe "
-        "closed); TypeError if data is already buffered",
-        'BufferError raised',
-        lambda step, a, f: (step[:2] == ('write_pipe', 'write')
-                            and f == ('raise', 'BufferError'))),
-    Finding(
-        'sock_connect(inet socket, address) resolving the address with getaddrinfo instead of '
-        "asyncio's _ensure_resolved (its IP-address shortcut)",
-        "for ('127.0.0.1', 70000): OverflowError('connect(): port must be 0-65535.'); for "
-        "('127.0.0.1', 1.5): connects to port 1; for a str address: TypeError",
-        'connects to port 4464 (getaddrinfo wraps 70000); OSError(Int or String expected); '
-        'socket.gaierror',
-        lambda step, a, f: (step[1] == 'sock_connect'
-                            and (a[-1] in ('OverflowError', 'TypeError')
-                                 or f[-1] in ('OSError', 'socket.gaierror')))),
-    Finding(
-        'add_reader/add_writer(fd, cb) called from another thread in debug mode',
-        'registers the callback (asyncio checks the thread only where it schedules callbacks)',
-        "RuntimeError('Non-thread-safe operation invoked on an event loop other than the "
-        "current one')",
-        lambda step, a, f: (step[1] in ('add_reader', 'add_writer') and step[4] == 'thread'
-                            and f == ('raise', 'RuntimeError'))),
-    Finding(
-        "sock_sendall(sock, b'') on a socket that is not connected",
-        "calls send() all the same: BrokenPipeError on an unconnected TCP socket",
-        'returns None at once',
-        lambda step, a, f: (step[1] == 'sock_sendall' and f == ('ok',)
-                            and a[0] == 'raise')),
-]
-
-
 def first_problem(scenario, asyncio_reply, ferroloop_reply):
     """What is wrong with ferroloop's reply, or None; with the step it concerns."""
     if 'died' in ferroloop_reply:
@@ -499,15 +412,6 @@ def check(scenario):
     fuzz_stats.record(scenario, time.monotonic() - started)
     if problem is None:
         return
-    if step is not None:
-        index = scenario['steps'].index(step)
-        suspects = [(step, asyncio_reply['steps'][index], ferroloop_reply['steps'][index])]
-    else:  # a crash, a hang or a panic: any of the calls may have caused it
-        suspects = [(s, None, ('died',)) for s in scenario['steps']]
-    for finding in EXPECTED_TO_FAIL_UNTIL_FIXED:
-        if any(finding.applies(*suspect) for suspect in suspects):
-            fuzz_stats.expected_failure(finding.call)
-            return
     where = '' if step is None else f' (call {scenario["steps"].index(step) + 1})'
     pytest.fail(f'{problem}{where}\nscenario:\n{describe(scenario)}\n'
                 f"ferroloop's stderr:\n{ferroloop_reply['stderr'][-3000:]}", pytrace=False)

@@ -7,8 +7,6 @@ socket is ready. All of them are coroutines, like asyncio's, so bad arguments ra
 awaited and ``create_task(loop.sock_recv(...))`` works.
 """
 
-import errno
-import os
 import socket
 
 try:
@@ -20,13 +18,18 @@ except ImportError:  # Python built without ssl
 def _check_socket(loop, sock):
     if ssl is not None and isinstance(sock, ssl.SSLSocket):
         raise TypeError('Socket cannot be of type SSLSocket')
+    try:
+        gettimeout = sock.gettimeout
+    except AttributeError:
+        if loop.get_debug():
+            raise  # asyncio's debug-mode check asks first
+        # Not a socket: the operation raises what its first use of it raises, as asyncio's.
+        return
     # asyncio checks this only in debug mode; a blocking socket would freeze the whole loop,
-    # so ferroloop always refuses it.
-    if sock.gettimeout() != 0:
-        if sock.fileno() == -1:
-            # What asyncio's first attempt on a closed socket raises (a closed non-blocking
-            # socket gets it from that attempt here too).
-            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+    # so ferroloop always refuses it. Outside debug mode a closed socket is left to the
+    # operation's first attempt, which raises what asyncio's does (EBADF, or TypeError for a
+    # bad argument).
+    if gettimeout() != 0 and (loop.get_debug() or sock.fileno() != -1):
         raise ValueError('the socket must be non-blocking')
 
 
@@ -95,7 +98,13 @@ class SockMixin:
         """Connect ``sock`` to ``address`` (resolved first for IP families)."""
         _check_socket(self, sock)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
-            address = await self._resolve_one(address, sock.family, sock.type, sock.proto)
+            # asyncio's resolution: an IP address as it is (so its port is range-checked by
+            # connect()), anything else through getaddrinfo.
+            infos = await self._ensure_resolved(address, family=sock.family, type=sock.type,
+                                                proto=sock.proto)
+            if not infos:
+                raise OSError(f'getaddrinfo({address[0]!r}) returned empty list')
+            address = infos[0][4]
         try:
             sock.connect(address)
             return None
@@ -103,17 +112,6 @@ class SockMixin:
             # Connecting in the background: writable means finished, SO_ERROR tells how.
             pass
         return await self._sock_retry(sock, True, _connect_result, sock, address, first_now=False)
-
-    async def _resolve_one(self, address, family, type, proto):
-        host, port = address[:2]
-        infos = await self.getaddrinfo(host, port, family=family, type=type, proto=proto)
-        if not infos:
-            raise OSError(f'getaddrinfo({host!r}) returned empty list')
-        resolved = infos[0][4]
-        if family == socket.AF_INET6 and len(address) > 2:
-            # Keep the caller's flowinfo and scope id.
-            resolved = resolved[:2] + tuple(address[2:])
-        return resolved
 
     async def _sock_retry(self, sock, write, attempt, *args, first_now=True):
         """``attempt(*args)`` now, and again whenever ``sock`` is ready, until it stops

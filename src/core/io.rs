@@ -258,10 +258,8 @@ impl LoopCore {
         }
         this.check_closed(py)?;
         let fd = number.for_registering()?;
+        // No thread check, even in debug mode: asyncio's add_reader has none either.
         let debug = this.debug.get(py);
-        if debug {
-            this.check_thread(py)?;
-        }
         super::scheduling::check_callback(py, &callback, method, debug)?;
         let handle = Handle::new(
             py,

@@ -12,7 +12,7 @@
 
 use std::os::fd::RawFd;
 
-use pyo3::exceptions::{PyBrokenPipeError, PyOSError};
+use pyo3::exceptions::{PyBrokenPipeError, PyBufferError, PyOSError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
@@ -20,7 +20,7 @@ use pyo3::{PyTraverseError, PyVisit};
 use super::base::{self, FlowControlled, Lifecycle, LoopFd, NativeTransport, ReadingTransport};
 use super::flow_control::FlowControl;
 use super::report::log_transport;
-use super::stream::{to_chunk, Chunk};
+use super::stream::{write_chunk, Chunk, NOT_CONTIGUOUS, NOT_CONTIGUOUS_WRITE};
 use super::write_buffer::WriteBuffer;
 use crate::core::event_loop::LoopCore;
 use crate::core::gil_cell::GilCell;
@@ -574,8 +574,12 @@ impl WritePipeTransport {
     fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let chunk = to_chunk(data)?;
-        if chunk.as_ref().is_empty() {
+        let chunk = write_chunk(data)?;
+        let empty = match &chunk {
+            Some(chunk) => chunk.as_ref().is_empty(),
+            None => !data.is_truthy()?,
+        };
+        if empty {
             return Ok(());
         }
         let buffered = {
@@ -593,6 +597,20 @@ impl WritePipeTransport {
                 return Ok(());
             }
             !st.buffer.is_empty()
+        };
+        let Some(chunk) = chunk else {
+            // A strided memoryview: asyncio's os.write() of it fails with BufferError, a fatal
+            // error of the transport; with data already waiting, its buffer refuses it with
+            // TypeError instead.
+            if buffered {
+                return Err(PyTypeError::new_err(NOT_CONTIGUOUS_WRITE));
+            }
+            this.state.borrow_mut(py).conn_lost += 1;
+            return base::fatal_error(
+                slf,
+                PyBufferError::new_err(NOT_CONTIGUOUS),
+                "Fatal write error on pipe transport",
+            );
         };
         let mut written = 0;
         if !buffered {

@@ -709,20 +709,15 @@ fn set_exception_unless_done(future: &Bound<'_, PyAny>, exc: &Bound<'_, PyAny>) 
     Ok(())
 }
 
-const NOT_CONTIGUOUS: &str = "memoryview: underlying buffer is not C-contiguous";
-const NOT_CONTIGUOUS_WRITE: &str =
+pub const NOT_CONTIGUOUS: &str = "memoryview: underlying buffer is not C-contiguous";
+pub const NOT_CONTIGUOUS_WRITE: &str =
     "cannot buffer a memoryview that is not C-contiguous; write bytes(view) instead";
 
 /// The bytes of a write: a `bytes` object is kept by reference, a mutable buffer is copied
-/// (the caller may change it once write() returns). BufferError for a memoryview that is not
-/// C-contiguous (a strided slice), which cannot be sent as it is.
-pub fn to_chunk(data: &Bound<'_, PyAny>) -> PyResult<Chunk> {
-    write_chunk(data)?.ok_or_else(|| PyBufferError::new_err(NOT_CONTIGUOUS))
-}
-
-/// `to_chunk`, with None for a memoryview that is not C-contiguous, for the caller to report
-/// as asyncio reports it.
-fn write_chunk(data: &Bound<'_, PyAny>) -> PyResult<Option<Chunk>> {
+/// (the caller may change it once write() returns). None for a memoryview that is not
+/// C-contiguous (a strided slice), which cannot be sent as it is: the caller reports it as
+/// asyncio does.
+pub fn write_chunk(data: &Bound<'_, PyAny>) -> PyResult<Option<Chunk>> {
     if let Ok(bytes) = data.cast::<PyBytes>() {
         let slice = bytes.as_bytes();
         let (ptr, len) = (slice.as_ptr(), slice.len());
