@@ -10,7 +10,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test fuzz compat-all compat-baseline build venv lint bench clean
+.PHONY: demo test fuzz compat-all compat-baseline build venv pythons lint bench clean
 
 demo: build
 	$(PY) examples/echo_demo.py
@@ -47,6 +47,14 @@ $(VENV)/.ready: pyproject.toml
 	$(VENV)/bin/pip install --quiet 'maturin>=1.9,<2' pytest 'hypothesis==6.170.15' uvloop
 	touch $@
 
+# The other CPython versions ferroloop supports, from Debian's packages (scripts/pythons):
+# each made once under ~/.cache/ferroloop/pythons, with a venv .venv-3.X holding pip, for
+# `.venv-3.X/bin/maturin build -i .venv-3.X/bin/python` once maturin is installed in it.
+PYTHONS := 3.13 3.14 3.15
+
+pythons:
+	$(PYTHON) scripts/pythons --venv '.venv-{version}' $(PYTHONS)
+
 # The benchmark suite (bench/README.md): about 10 minutes; writes bench/results/latest.{md,json,png}.
 # `make bench BENCH_ARGS=--quick` for a one-minute smoke run. wrk comes from Debian's packages.
 bench: build
@@ -60,4 +68,4 @@ lint:
 	cargo clippy --all-targets -- -D warnings
 
 clean:
-	rm -rf $(VENV) target
+	rm -rf $(VENV) $(VENV)-3.* target
