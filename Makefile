@@ -10,7 +10,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test fuzz compat-all compat-baseline build venv pythons lint bench clean
+.PHONY: demo test fuzz compat-all compat-baseline build venv pythons test-versions wheels lint bench clean
 
 demo: build
 	$(PY) examples/echo_demo.py
@@ -41,10 +41,10 @@ build: venv
 
 venv: $(VENV)/.ready
 
-$(VENV)/.ready: pyproject.toml
+$(VENV)/.ready: pyproject.toml tests/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet 'maturin>=1.9,<2' pytest 'hypothesis==6.170.15' uvloop
+	$(VENV)/bin/pip install --quiet -r tests/requirements.txt uvloop
 	touch $@
 
 # The other CPython versions ferroloop supports, from Debian's packages (scripts/pythons):
@@ -54,6 +54,16 @@ PYTHONS := 3.13 3.14 3.15
 
 pythons:
 	$(PYTHON) scripts/pythons --venv '.venv-{version}' $(PYTHONS)
+
+# Every test of `make test`, on each of PYTHONS: a build for it, pytest, and CPython's own
+# test_asyncio of that version (tests/compat/known_failures/3.X.txt). About 5 minutes each.
+test-versions:
+	$(PYTHON) scripts/test_versions.py $(PYTHONS)
+
+# A manylinux wheel per supported version into dist/, each then installed into a fresh venv
+# with no Rust toolchain on the PATH and tried with a small real program.
+wheels:
+	$(PYTHON) scripts/wheels.py 3.11 $(PYTHONS)
 
 # The benchmark suite (bench/README.md): about 10 minutes; writes bench/results/latest.{md,json,png}.
 # `make bench BENCH_ARGS=--quick` for a one-minute smoke run. wrk comes from Debian's packages.
@@ -68,4 +78,4 @@ lint:
 	cargo clippy --all-targets -- -D warnings
 
 clean:
-	rm -rf $(VENV) $(VENV)-3.* target
+	rm -rf $(VENV) $(VENV)-3.* target dist
