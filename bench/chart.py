@@ -12,7 +12,8 @@ from matplotlib.ticker import NullFormatter
 from bench.report import GROUPS, rate
 from bench.workloads import NATIVE
 
-COLOURS = {'asyncio': '#5b84b1', 'uvloop': '#e3a33b', 'ferroloop': '#b7410e', NATIVE: '#a0a0a0'}
+COLOURS = {'asyncio': '#5b84b1', 'uvloop': '#e3a33b', 'rloop': '#6a9f58', 'ferroloop': '#b7410e',
+           NATIVE: '#a0a0a0'}
 ROW_INCHES = 0.42
 
 
@@ -85,7 +86,7 @@ def write_png(path, cells, meta):
                for name in [*meta['loops'], NATIVE]]
     labels = [*meta['loops'], 'native Rust echo (the ceiling)']
     figure.legend(handles, labels, loc='outside lower center', ncols=len(labels), fontsize=9)
-    figure.suptitle(f'ferroloop vs uvloop vs asyncio — median of {meta["settings"]["rounds"]} '
+    figure.suptitle(f'ferroloop vs uvloop, rloop and asyncio — median of {meta["settings"]["rounds"]} '
                     f'rounds, whiskers min–max, log scale · {meta["started"]}', fontsize=11)
     figure.savefig(path, dpi=100)
     plt.close(figure)

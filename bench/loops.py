@@ -4,7 +4,8 @@ workload a loop cannot run yet."""
 import asyncio
 import sys
 
-LOOPS = ('asyncio', 'uvloop', 'ferroloop')
+# rloop: the fastest loop written in Rust besides ferroloop, so every report shows it too.
+LOOPS = ('asyncio', 'uvloop', 'rloop', 'ferroloop')
 
 # Exit status of a benchmark process whose loop raised NotImplementedError: the runner
 # reports the pair as "n/a" instead of failing the suite.
@@ -19,6 +20,9 @@ def loop_factory(name):
     if name == 'uvloop':
         import uvloop
         return uvloop.new_event_loop
+    if name == 'rloop':
+        import rloop
+        return rloop.new_event_loop
     if name == 'ferroloop':
         import ferroloop
         return ferroloop.new_event_loop

@@ -38,7 +38,7 @@ def _cpu_model():
 def facts():
     wrk = subprocess.run(['sh', '-c', 'wrk -v 2>&1 | head -1'], check=False,
                          capture_output=True, text=True)
-    versions = {name: _version(name) for name in ('ferroloop', 'uvloop', 'uvicorn', 'httptools')}
+    versions = {name: _version(name) for name in ('ferroloop', 'uvloop', 'rloop', 'uvicorn', 'httptools')}
     versions['wrk'] = wrk.stdout.split(' [')[0].removeprefix('wrk ').strip() or 'not installed'
     commit = _git('rev-parse', '--short', 'HEAD')
     if _git('status', '--porcelain'):

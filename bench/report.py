@@ -8,6 +8,8 @@ from bench.workloads import NATIVE
 
 # Other processes' share of the CPUs above which the report says the run was noisy.
 NOISY_SHARE = 0.05
+# The loops ferroloop's ratios are given to, in the table's order.
+OTHERS = ('uvloop', 'rloop', 'asyncio')
 
 GROUPS = {
     'echo tcp': 'Echo over TCP loopback (requests/s)',
@@ -50,6 +52,12 @@ def ratio(cell, base, detail=None):
     return f'{mine / theirs:.2f}×'
 
 
+def best(cells):
+    """The cell with the highest median among those that ran."""
+    ran = [cell for cell in cells if cell is not None and cell.samples]
+    return max(ran, key=lambda cell: cell.median, default=None)
+
+
 def summarize(cells):
     """Cells by (workload key, loop)."""
     return {(cell.workload.key, cell.runner): cell for cell in cells}
@@ -67,8 +75,10 @@ def table(cells, loops):
             continue
         with_ceiling = any(workload.ceiling for workload in workloads)
         header = ['workload', *loops]
-        header += [f'ferroloop ÷ {base}' for base in ('uvloop', 'asyncio')
-                   if base in has and 'ferroloop' in has]
+        others = [base for base in OTHERS if base in has] if 'ferroloop' in has else []
+        header += [f'ferroloop ÷ {base}' for base in others]
+        if len(others) > 1:
+            header.append('ferroloop ÷ best other')
         if {'uvloop', 'ferroloop'} <= has:
             header.append('÷ uvloop per CPU-s')
         if with_ceiling:
@@ -77,8 +87,9 @@ def table(cells, loops):
         for workload in workloads:
             mine = {loop: index.get((workload.key, loop)) for loop in loops}
             row = [workload.label] + [spread(mine[loop]) for loop in loops]
-            row += [ratio(mine['ferroloop'], mine[base]) for base in ('uvloop', 'asyncio')
-                    if base in has and 'ferroloop' in has]
+            row += [ratio(mine['ferroloop'], mine[base]) for base in others]
+            if len(others) > 1:
+                row.append(ratio(mine['ferroloop'], best(mine[base] for base in others)))
             if {'uvloop', 'ferroloop'} <= has:
                 row.append(ratio(mine['ferroloop'], mine['uvloop'], PER_CPU_SECOND))
             if with_ceiling:
@@ -122,6 +133,7 @@ def markdown(cells, meta):
         f'{settings["micro_scale"]:g}× the full counts. Servers on CPU {meta["server_cpu"]}, '
         f'load generators on CPU {meta["client_cpu"]}. Versions: {versions}.'), '',
         ('n/a: the loop raised NotImplementedError for this workload (see the notes). '
+         'ferroloop ÷ best other: to whichever other loop did best on the row. '
          '÷ uvloop per CPU-s: the same ratio, of requests (operations) per second of CPU time '
          'the server (the micro benchmark) got, which other processes on the machine move less.'),
     ]

@@ -1,4 +1,4 @@
-"""Run the benchmark suite: every workload on asyncio's loop, uvloop and ferroloop, the loops
+"""Run the benchmark suite: every workload on asyncio's loop, uvloop, rloop and ferroloop, the loops
 taking turns round by round, and write the table, the JSON and the chart.
 
     python -m bench.run                  # the full suite, under 15 min -> bench/results/latest.*

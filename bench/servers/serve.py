@@ -67,10 +67,12 @@ def serve(start, description):
     parser.add_argument('--listen', default='tcp:127.0.0.1:0', help='tcp:HOST:PORT or unix:PATH')
     args = parser.parse_args()
     listener = listening_socket(args.listen)
+    # Read before the loop gets the socket: some loops (rloop) take its fd and close it.
+    endpoint = endpoint_of(listener)
     with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
         try:
             kept = runner.run(start(listener))
         except NotImplementedError as error:
             exit_not_available(error)
-        announce(f'READY {endpoint_of(listener)}')
+        announce(f'READY {endpoint}')
         runner.run(_serve_forever(kept))
