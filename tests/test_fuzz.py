@@ -472,6 +472,10 @@ SEED_CORPUS = [
     scenario(('stream', 'abort', (), {}, 'thread'), debug=True),
     scenario(('loop', 'close', (), {}), ('stream', 'write', (b'x',), {})),
     scenario(('loop', 'run_forever', (), {}, 'thread')),
+    scenario(('loop', 'create_server', (Tok('factory', 'protocol'),),
+              {'sock': Tok('sock', ''), 'backlog': None, 'ssl': 0, 'ssl_handshake_timeout': 0})),
+    scenario(('loop', 'create_server', (Tok('factory', 'protocol'),),
+              {'sock': Tok('sock', ''), 'ssl': 0, 'ssl_shutdown_timeout': 1})),
 ]
 
 

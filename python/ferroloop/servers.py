@@ -279,8 +279,11 @@ class ServersMixin:
         """Listen on ``host:port`` (``host`` may be a sequence of hosts) or on ``sock``."""
         if isinstance(ssl, bool):
             raise TypeError('ssl argument must be an SSLContext or None')
-        check_ssl_only_arguments(ssl, ssl_handshake_timeout=ssl_handshake_timeout,
-                                 ssl_shutdown_timeout=ssl_shutdown_timeout)
+        # asyncio's create_server refuses the TLS-only arguments when ssl is None, not when it
+        # is merely false (ssl=0 serves plain TCP and ignores them), unlike every other method.
+        if ssl is None:
+            check_ssl_only_arguments(ssl, ssl_handshake_timeout=ssl_handshake_timeout,
+                                     ssl_shutdown_timeout=ssl_shutdown_timeout)
         if sock is not None:
             check_not_ssl_socket(sock)
         if host is not None or port is not None:
