@@ -13,6 +13,7 @@ from bench.report import GROUPS, rate
 from bench.workloads import NATIVE
 
 COLOURS = {'asyncio': '#5b84b1', 'uvloop': '#e3a33b', 'rloop': '#6a9f58', 'ferroloop': '#b7410e',
+           'ferroloop-watched': '#e07b53',
            NATIVE: '#a0a0a0'}
 ROW_INCHES = 0.42
 

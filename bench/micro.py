@@ -13,7 +13,7 @@ import json
 import threading
 import time
 
-from bench.loops import LOOPS, exit_not_available, loop_factory
+from bench.loops import ALL_LOOPS, exit_not_available, loop_factory
 
 
 def _noop():
@@ -169,7 +169,7 @@ def measure(loop_name, bench_name, scale):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--loop', choices=LOOPS, required=True)
+    parser.add_argument('--loop', choices=ALL_LOOPS, required=True)
     parser.add_argument('--bench', choices=BENCHMARKS, required=True)
     parser.add_argument('--scale', type=float, default=1.0, help='fraction of the full count')
     args = parser.parse_args()

@@ -2,6 +2,7 @@
 
 import json
 
+from bench.loops import WATCHED
 from bench.results import ERROR, OK, Cell
 from bench.sessions import PER_CPU_SECOND
 from bench.workloads import NATIVE
@@ -81,6 +82,8 @@ def table(cells, loops):
             header.append('ferroloop ÷ best other')
         if {'uvloop', 'ferroloop'} <= has:
             header.append('÷ uvloop per CPU-s')
+        if {WATCHED, 'ferroloop'} <= has:
+            header.append('watched ÷ ferroloop')
         if with_ceiling:
             header += ['native ceiling'] + (['ferroloop ÷ native'] if 'ferroloop' in has else [])
         rows = [header, ['---'] * len(header)]
@@ -92,6 +95,8 @@ def table(cells, loops):
                 row.append(ratio(mine['ferroloop'], best(mine[base] for base in others)))
             if {'uvloop', 'ferroloop'} <= has:
                 row.append(ratio(mine['ferroloop'], mine['uvloop'], PER_CPU_SECOND))
+            if {WATCHED, 'ferroloop'} <= has:
+                row.append(ratio(mine[WATCHED], mine['ferroloop']))
             if with_ceiling:
                 native = index.get((workload.ceiling, NATIVE))
                 row.append(spread(native))

@@ -21,7 +21,7 @@ if __package__ in (None, ''):  # run as a file (python bench/run.py): make `benc
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import chart, report
-from bench.loops import LOOPS
+from bench.loops import ALL_LOOPS, LOOPS
 from bench.machine import CpuAccount, facts, load_average
 from bench.processes import REPO_ROOT, BenchmarkError, NotAvailable
 from bench.results import ERROR, NOT_AVAILABLE, SKIPPED
@@ -167,7 +167,7 @@ def main():
     parser.add_argument('--only', action='append', default=[], metavar='PATTERN',
                         help='workloads whose name matches (glob, or a word); repeatable')
     parser.add_argument('--loops', default=','.join(LOOPS),
-                        help=f'comma-separated subset of {",".join(LOOPS)}')
+                        help=f'comma-separated subset of {",".join(ALL_LOOPS)}')
     parser.add_argument('--output', type=Path,
                         help='directory for latest.{json,md,png} (default bench/results for the '
                              'full suite, bench/results/tmp for a quick or partial run)')
@@ -183,8 +183,8 @@ def main():
     settings = QUICK if args.quick else FULL
     if args.rounds:
         settings = type(settings)(**{**settings.__dict__, 'rounds': args.rounds})
-    loops = tuple(name for name in LOOPS if name in args.loops.split(','))
-    unknown = set(args.loops.split(',')) - set(LOOPS)
+    loops = tuple(name for name in ALL_LOOPS if name in args.loops.split(','))
+    unknown = set(args.loops.split(',')) - set(ALL_LOOPS)
     if unknown or not loops:
         parser.error(f'--loops: unknown {", ".join(sorted(unknown)) or "(empty)"}')
     partial = args.quick or args.only or args.rounds or loops != LOOPS

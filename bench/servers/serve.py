@@ -13,7 +13,7 @@ import argparse
 import asyncio
 import socket
 
-from bench.loops import LOOPS, announce, exit_not_available, loop_factory
+from bench.loops import ALL_LOOPS, announce, exit_not_available, loop_factory
 
 # Room for the 100-connection workloads (and wrk) connecting all at once.
 BACKLOG = 1024
@@ -63,7 +63,7 @@ def serve(start, description):
     """Run ``await start(listener)`` on the loop named by ``--loop``, announce readiness and
     serve until killed. ``start`` returns what must stay referenced while serving."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument('--loop', choices=LOOPS, required=True)
+    parser.add_argument('--loop', choices=ALL_LOOPS, required=True)
     parser.add_argument('--listen', default='tcp:127.0.0.1:0', help='tcp:HOST:PORT or unix:PATH')
     args = parser.parse_args()
     listener = listening_socket(args.listen)

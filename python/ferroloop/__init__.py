@@ -11,6 +11,8 @@ One line switches a program to it::
 from ._ferroloop import Handle, TimerHandle
 from .loop import EventLoop
 from .policy import EventLoopPolicy, install, new_event_loop, run
+from .watchdog import BlockReport, LoopMetrics
 
-__all__ = ['EventLoop', 'EventLoopPolicy', 'Handle', 'TimerHandle', 'install', 'new_event_loop', 'run']
+__all__ = ['BlockReport', 'EventLoop', 'EventLoopPolicy', 'Handle', 'LoopMetrics', 'TimerHandle',
+           'install', 'new_event_loop', 'run']
 __version__ = '0.1.0'

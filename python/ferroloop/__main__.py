@@ -1,5 +1,9 @@
-"""``python -m ferroloop script.py [args...]`` / ``python -m ferroloop -m module [args...]``:
-run an unmodified asyncio program on ferroloop.
+"""``python -m ferroloop [--watchdog DURATION] [--metrics] script.py [args...]`` (or
+``-m module [args...]``): run an unmodified asyncio program on ferroloop.
+
+``--watchdog 100ms`` reports every callback that holds a loop longer than that, with the
+stack that blocks it, on the ``ferroloop.watchdog`` logger (printed to stderr if the program
+configures no logging); ``--metrics`` gathers the timing metrics of ``loop.metrics()``.
 
 The policy is installed before the program starts, so its ``asyncio.run()``,
 ``asyncio.new_event_loop()`` and ``asyncio.Runner()`` make ferroloop loops. ``sys.argv`` and
@@ -11,15 +15,25 @@ import os
 import runpy
 import sys
 
+from . import watchdog
 from .policy import install
 
-USAGE = 'usage: python -m ferroloop script.py [args...] | python -m ferroloop -m module [args...]'
+USAGE = ('usage: python -m ferroloop [--watchdog DURATION] [--metrics] '
+         '(script.py | -m module) [args...]')
 
 
 def main(argv):
     if not argv or argv[0] in ('-h', '--help'):
         print(USAGE, file=sys.stderr if not argv else sys.stdout)
         return 2 if not argv else 0
+    try:
+        argv = _take_options(argv)
+    except ValueError as exc:
+        print(f'{USAGE}\nferroloop: {exc}', file=sys.stderr)
+        return 2
+    if not argv:
+        print(USAGE, file=sys.stderr)
+        return 2
     install()
     if argv[0] == '-m':
         if len(argv) < 2:
@@ -44,6 +58,25 @@ def main(argv):
     sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
     runpy.run_path(script, run_name='__main__')
     return 0
+
+
+def _take_options(argv):
+    """Applies ferroloop's own options, which come before the program; returns the rest."""
+    argv = list(argv)
+    while argv and argv[0].startswith('--'):
+        option = argv.pop(0)
+        name, _, value = option.partition('=')
+        if name == '--watchdog':
+            if not value:
+                if not argv:
+                    raise ValueError('--watchdog needs a duration, such as 100ms')
+                value = argv.pop(0)
+            watchdog.default_threshold = watchdog.parse_threshold(value)
+        elif name == '--metrics' and not value:
+            watchdog.default_metrics = True
+        else:
+            raise ValueError(f'unknown option {option!r}')
+    return argv
 
 
 def _find_module_problem(name):

@@ -115,6 +115,16 @@ class LoopCore:
         """Run exactly one iteration (for tests and embedders)."""
     def _close_core(self) -> None: ...
 
+    # The watchdog and metrics, for ferroloop.watchdog.
+    def _watchdog_start(self, threshold: float, reporter: Any) -> None:
+        """Report callbacks running past ``threshold`` seconds to ``reporter._blocked``
+        while they run and to ``reporter._ended`` when they return."""
+    def _watchdog_stop(self) -> None: ...
+    @property
+    def _watchdog_threshold(self) -> float | None: ...
+    def _set_metrics_timing(self, enabled: bool) -> None: ...
+    def _metrics_core(self) -> dict[str, int | float]: ...
+
 class Handle:
     """A scheduled callback (``asyncio.Handle``'s interface)."""
 

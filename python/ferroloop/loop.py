@@ -25,6 +25,7 @@ from .servers import ServersMixin
 from .signals import SignalMixin
 from .sock import SockMixin
 from .tls import TlsMixin
+from .watchdog import WatchdogMixin
 
 # asyncio.constants.DEBUG_STACK_DEPTH: frames kept by coroutine origin tracking in debug mode.
 _DEBUG_STACK_DEPTH = 10
@@ -56,6 +57,7 @@ class EventLoop(
     SendfileMixin,
     TlsMixin,
     SignalMixin,
+    WatchdogMixin,
     asyncio.AbstractEventLoop,
 ):
     """An asyncio event loop implemented in Rust. Drop-in for asyncio's default loop."""
@@ -70,6 +72,7 @@ class EventLoop(
         AsyncGenMixin._init_asyncgens(self)
         SignalMixin._init_signals(self)
         SubprocessMixin._init_subprocesses(self)
+        WatchdogMixin._init_watchdog(self)
         # asyncio's C tasks and futures look `call_soon` up on the loop for every step and
         # every done callback (to pass `context=` by keyword), and an attribute lookup makes
         # a new bound method each time. One made now and kept in the instance dict is found

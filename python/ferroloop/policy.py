@@ -4,6 +4,7 @@ import asyncio
 from asyncio import events
 
 from .loop import EventLoop
+from .watchdog import parse_threshold
 
 
 def new_event_loop():
@@ -25,11 +26,23 @@ def install():
     asyncio.set_event_loop_policy(EventLoopPolicy())
 
 
-def run(main, *, debug=None):
+def run(main, *, debug=None, watchdog=None, metrics=False):
     """Run coroutine ``main`` on a new ferroloop loop and return its result, as
     ``asyncio.run`` does (cancelling leftover tasks and closing async generators and the
-    default executor before closing the loop)."""
+    default executor before closing the loop). ``watchdog`` (seconds, or a string such as
+    ``'100ms'``) reports what blocks the loop longer than that; ``metrics`` gathers the timing
+    metrics of ``loop.metrics()``."""
     if events._get_running_loop() is not None:
         raise RuntimeError('asyncio.run() cannot be called from a running event loop')
-    with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
+    threshold = parse_threshold(watchdog)
+
+    def loop_factory():
+        loop = new_event_loop()
+        if threshold is not None:
+            loop.set_watchdog(threshold)
+        if metrics:
+            loop.set_metrics(True)
+        return loop
+
+    with asyncio.Runner(debug=debug, loop_factory=loop_factory) as runner:
         return runner.run(main)

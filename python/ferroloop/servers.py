@@ -316,6 +316,7 @@ class ServersMixin:
             sock.setblocking(False)
         server = Server(self, sockets, protocol_factory, ssl, backlog, ssl_handshake_timeout,
                         ssl_shutdown_timeout)
+        self._servers.add(server)  # for metrics(): a weak set
         if start_serving:
             server._start_serving()
             await tasks.sleep(0)

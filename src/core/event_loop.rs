@@ -14,7 +14,10 @@ use pyo3::{PyTraverseError, PyVisit};
 use super::gil_cell::{GilCell, GilFlag};
 use super::handle::Handle;
 use super::io_table::{IoTable, NativeWatcher, Ready, WAKER_TOKEN};
+use super::metrics::Metrics;
+use super::progress::Progress;
 use super::timer_heap::TimerHeap;
+use super::watchdog::Watchdog;
 use crate::errors::{loop_closed, os_error};
 use crate::reactor::{Events, Interest, Poller, Waker};
 
@@ -57,6 +60,13 @@ pub struct LoopCore {
     /// One buffer for every read the loop does on the user's behalf (allocated on first use).
     read_buffer: GilCell<Vec<u8>>,
     pub(crate) clock_resolution: f64,
+    /// Written as callbacks run, read by the watchdog's thread.
+    pub(crate) progress: Arc<Progress>,
+    pub(crate) watchdog: GilCell<Option<Watchdog>>,
+    pub(crate) iterations: GilFlag<u64>,
+    /// Whether the timing metrics (poll time, timer lateness) are gathered.
+    pub(crate) timing: GilFlag<bool>,
+    pub(crate) metrics: GilCell<Metrics>,
 }
 
 /// The loop's clock: `CLOCK_MONOTONIC`, the clock of `time.monotonic()`, so deadlines computed
@@ -225,6 +235,11 @@ impl LoopCore {
             in_poll: GilFlag::new(false),
             read_buffer: GilCell::new(Vec::new()),
             clock_resolution: crate::sys::monotonic_resolution(),
+            progress: Arc::new(Progress::default()),
+            watchdog: GilCell::new(None),
+            iterations: GilFlag::new(0),
+            timing: GilFlag::new(false),
+            metrics: GilCell::new(Metrics::default()),
         })
     }
 
@@ -312,7 +327,9 @@ impl LoopCore {
                 "This event loop is already running",
             ));
         }
-        self.thread_id.set(py, Some(crate::sys::thread_id()));
+        let thread = crate::sys::thread_id();
+        self.thread_id.set(py, Some(thread));
+        self.progress.set_thread(thread);
         Ok(())
     }
 
@@ -320,6 +337,7 @@ impl LoopCore {
     fn _leave_running(&self, py: Python<'_>) {
         self.stopping.set(py, false);
         self.thread_id.set(py, None);
+        self.progress.set_thread(0);
     }
 
     /// Drops every pending callback, timer and fd watcher and closes the loop's own fds. The
@@ -329,6 +347,7 @@ impl LoopCore {
             return;
         }
         self.closed.set(py, true);
+        self.stop_watchdog(py);
         let (ready, timers, watchers, owners, reactor, factory, transports) = {
             let mut st = self.state.borrow_mut(py);
             let reactor = st.reactor.take();

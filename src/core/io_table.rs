@@ -305,6 +305,11 @@ impl IoTable {
         self.registered_fds > 0
     }
 
+    /// How many fds epoll watches for this loop.
+    pub fn registered_count(&self) -> usize {
+        self.registered_fds
+    }
+
     pub fn owner(&self, fd: RawFd) -> Option<&Owner> {
         self.entries.get(fd).and_then(|e| e.owner.as_ref())
     }

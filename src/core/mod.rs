@@ -1,4 +1,5 @@
-//! The loop: ready queue, timer heap, run loop, handles, fd watchers, debug reports.
+//! The loop: ready queue, timer heap, run loop, handles, fd watchers, debug reports, the
+//! watchdog and metrics.
 
 pub mod debug;
 pub mod event_loop;
@@ -7,7 +8,11 @@ pub mod handle;
 pub mod handle_context;
 pub mod io;
 pub mod io_table;
+pub mod metrics;
+pub mod monitoring;
+pub mod progress;
 pub mod run;
 pub mod scheduling;
 pub mod stdlib;
 pub mod timer_heap;
+pub mod watchdog;

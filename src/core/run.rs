@@ -103,7 +103,12 @@ impl LoopCore {
             reactor.poller.wait(&mut events, timeout)
         } else {
             self.in_poll.set(py, true);
+            let timing = self.timing.get(py);
+            let started = if timing { monotonic() } else { 0.0 };
             let result = py.detach(|| reactor.poller.wait(&mut events, timeout));
+            if timing {
+                self.metrics.borrow_mut(py).poll_seconds += monotonic() - started;
+            }
             self.in_poll.set(py, false);
             result
         };
@@ -142,15 +147,17 @@ impl LoopCore {
         if self.state.borrow(py).timers.is_empty() {
             return;
         }
-        let end_time = monotonic() + self.clock_resolution;
+        let now = monotonic();
+        let end_time = now + self.clock_resolution;
+        let timing = self.timing.get(py);
         loop {
             let due = {
                 let mut st = self.state.borrow_mut(py);
                 // asyncio tests `when >= end_time` for "not yet", so a NaN deadline is due.
-                match st.timers.peek() {
-                    Some((when, _)) if when < end_time || when.is_nan() => {}
+                let when = match st.timers.peek() {
+                    Some((when, _)) if when < end_time || when.is_nan() => when,
                     _ => break,
-                }
+                };
                 let Some((_, timer)) = st.timers.pop() else {
                     break;
                 };
@@ -160,6 +167,11 @@ impl LoopCore {
                     Some(timer)
                 } else {
                     st.ready.push_back(Ready::Handle(timer));
+                    if timing {
+                        // How late the loop gets to it: what a blocked loop costs its timers.
+                        drop(st);
+                        self.metrics.borrow_mut(py).lag.record(now - when);
+                    }
                     None
                 }
             };
@@ -185,10 +197,15 @@ impl LoopCore {
                     Handle::expose_if_shared(handle);
                     return Ok(());
                 }
+                this.progress.begin(handle.as_ptr());
                 Handle::run(handle)
             }
-            Ready::Native(watcher) => run_native(slf, watcher),
+            Ready::Native(watcher) => {
+                this.progress.begin(watcher.target.as_ptr());
+                run_native(slf, watcher)
+            }
         };
+        this.progress.end();
         let reported = match &outcome {
             RunOutcome::Ok if debug => {
                 let elapsed = monotonic() - started;
@@ -264,6 +281,7 @@ impl LoopCore {
         // work (or none) would never give it the chance, and Ctrl-C would go unnoticed. The
         // check is one atomic load when no signal is pending.
         py.check_signals()?;
+        this.iterations.set(py, this.iterations.get(py) + 1);
         this.drop_cancelled_timers(py);
         let timeout = this.poll_timeout(py);
         this.poll_io(py, timeout)?;

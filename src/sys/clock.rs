@@ -1,4 +1,4 @@
-//! The monotonic clock and the calling thread's id.
+//! The monotonic clock, and the calling thread's id and name.
 
 fn monotonic_call(call: unsafe extern "C" fn(libc::clockid_t, *mut libc::timespec) -> i32) -> f64 {
     let mut ts = libc::timespec {
@@ -25,4 +25,10 @@ pub fn monotonic_resolution() -> f64 {
 pub fn thread_id() -> u64 {
     // SAFETY: pthread_self cannot fail.
     unsafe { libc::pthread_self() as u64 }
+}
+
+/// Names the calling thread as `ps`, `top` and /proc show it (at most 15 bytes).
+pub fn name_this_thread(name: &std::ffi::CStr) {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string; the kernel truncates it to 15 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) };
 }

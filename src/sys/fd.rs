@@ -20,3 +20,18 @@ pub fn is_open(fd: RawFd) -> io::Result<()> {
     cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
     Ok(())
 }
+
+/// Writes `line` to fd 2 as far as it goes, without Python (whose `sys.stderr` needs the GIL):
+/// for what must be said while another thread holds the GIL.
+pub fn write_stderr(line: &[u8]) {
+    let mut rest = line;
+    while !rest.is_empty() {
+        // SAFETY: writes from a live slice; fd 2 may be closed, which is an error we ignore.
+        let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
+        match n {
+            n if n > 0 => rest = &rest[n as usize..],
+            _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+            _ => return,
+        }
+    }
+}

@@ -9,13 +9,13 @@ mod fd;
 mod sockaddr;
 mod socket;
 
-pub use clock::{monotonic, monotonic_resolution, thread_id};
+pub use clock::{monotonic, monotonic_resolution, name_this_thread, thread_id};
 pub use epoll::{
     epoll_create, epoll_ctl, epoll_wait, EpollEvent, EpollOp, EMPTY_EVENT, EPOLLERR, EPOLLHUP,
     EPOLLIN, EPOLLOUT, EPOLLPRI, EPOLLRDHUP,
 };
 pub use eventfd::{eventfd, eventfd_read, eventfd_write};
-pub use fd::{dup_cloexec, is_open};
+pub use fd::{dup_cloexec, is_open, write_stderr};
 pub use sockaddr::{is_decoded_family, SockAddr};
 pub use socket::{
     read, recv, recv_raw, recvfrom, send, send_or_write, send_vectored, shutdown_write,
