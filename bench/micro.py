@@ -10,6 +10,7 @@ start-up and loop creation are not.
 import argparse
 import asyncio
 import json
+import socket
 import threading
 import time
 
@@ -51,6 +52,38 @@ async def _nothing():
 async def gather(n):
     """n trivial coroutines run as tasks by one ``gather``."""
     await asyncio.gather(*[_nothing() for _ in range(n)])
+
+
+async def create_task_await(n):
+    """n tasks created and awaited one at a time: the cost of one task's whole life."""
+    loop = asyncio.get_running_loop()
+    for _ in range(n):
+        await loop.create_task(_nothing())
+
+
+# Lookups in flight at once, as a client connecting to many peers has.
+LOOKUPS_IN_FLIGHT = 32
+
+
+async def _lookups(n, host):
+    loop = asyncio.get_running_loop()
+
+    async def one_stream(count):
+        for _ in range(count):
+            await loop.getaddrinfo(host, 80, type=socket.SOCK_STREAM)
+
+    per_stream, extra = divmod(n, LOOKUPS_IN_FLIGHT)
+    await asyncio.gather(*[one_stream(per_stream + (i < extra)) for i in range(LOOKUPS_IN_FLIGHT)])
+
+
+async def getaddrinfo_numeric(n):
+    """n ``getaddrinfo('127.0.0.1', 80)``, 32 in flight: nothing to look up."""
+    await _lookups(n, '127.0.0.1')
+
+
+async def getaddrinfo_localhost(n):
+    """n ``getaddrinfo('localhost', 80)``, 32 in flight: the C resolver (/etc/hosts)."""
+    await _lookups(n, 'localhost')
 
 
 def _countdown(loop, n):
@@ -147,11 +180,15 @@ BENCHMARKS = {
     'call_soon': (call_soon_chain, 1_000_000, 'call_soon callbacks in a chain'),
     'sleep0': (sleep0, 1_000_000, 'asyncio.sleep(0) yields'),
     'gather': (gather, 100_000, 'tasks through one gather'),
+    'gather_10k': (gather, 10_000, 'tasks through one gather'),
+    'create_task': (create_task_await, 200_000, 'tasks created and awaited one by one'),
     'timers': (timers, 100_000, 'concurrent call_later timers'),
     'timer_churn': (timer_churn, 500_000, 'call_later + cancel pairs'),
     'queue': (queue, 1_000_000, 'asyncio.Queue items, producer to consumer'),
     'to_thread': (to_thread, 20_000, 'asyncio.to_thread calls'),
     'call_soon_threadsafe': (call_soon_threadsafe, 1_000_000, 'call_soon_threadsafe from a thread'),
+    'getaddrinfo': (getaddrinfo_numeric, 200_000, "getaddrinfo('127.0.0.1'), 32 in flight"),
+    'getaddrinfo_localhost': (getaddrinfo_localhost, 20_000, "getaddrinfo('localhost'), 32 in flight"),
 }
 
 

@@ -5,6 +5,7 @@
 //! `core::event_loop::LoopCore` and adds the rarely-hot API.
 
 pub mod core;
+pub mod dns;
 pub mod errors;
 pub mod reactor;
 pub mod sock;
@@ -24,6 +25,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<transports::pipe::WritePipeTransport>()?;
     m.add_class::<transports::datagram::DatagramTransport>()?;
     m.add_function(wrap_pyfunction!(check_callback, m)?)?;
+    m.add_function(wrap_pyfunction!(dns::numeric_addrinfo, m)?)?;
     Ok(())
 }
 

@@ -17,6 +17,16 @@ GETADDRINFO_CASES = [
     pytest.param(('127.0.0.1', 80), {'flags': socket.AI_CANONNAME}, id='canonname'),
     pytest.param((b'127.0.0.1', b'80'), {}, id='bytes'),
     pytest.param(('127.0.0.1', 'http'), {'type': socket.SOCK_STREAM}, id='service-name'),
+    # IP literals in every form getaddrinfo reads, shown as it shows them.
+    pytest.param(('0:0::1', '00080'), {'proto': socket.IPPROTO_TCP}, id='v6-long-form'),
+    pytest.param(('::FFFF:1.2.3.4', 80), {'family': socket.AF_INET6}, id='v4-mapped-upper'),
+    pytest.param(('2001:db8::1:0:0:1', None), {'type': socket.SOCK_DGRAM,
+                                               'proto': socket.IPPROTO_UDP}, id='v6-zeros'),
+    pytest.param(('127.1', 80), {}, id='short-v4'),
+    pytest.param(('0x7f.0.0.1', 80), {'type': socket.SOCK_STREAM}, id='hex-v4'),
+    pytest.param(('::1', 80), {'flags': socket.AI_V4MAPPED | socket.AI_ALL}, id='v4mapped-flags'),
+    pytest.param(('127.0.0.1', 65535), {'flags': socket.AI_PASSIVE | socket.AI_NUMERICHOST},
+                 id='passive-numeric'),
 ]
 
 BAD_GETADDRINFO_CASES = [
@@ -34,6 +44,12 @@ BAD_GETADDRINFO_CASES = [
     pytest.param(('a' * 300, 80), {}, id='label-too-long'),
     pytest.param(('', 80), {}, id='empty-host'),
     pytest.param((None, None), {}, id='no-host-no-port'),
+    pytest.param(('127.0.0.1', True), {}, id='bool-port'),
+    pytest.param(('127.0.0.1', ' 80'), {'flags': socket.AI_NUMERICSERV}, id='spaced-port'),
+    pytest.param(('127.0.0.1', 80), {'proto': socket.IPPROTO_UDP, 'type': socket.SOCK_STREAM},
+                 id='proto-mismatch'),
+    pytest.param(('::1', 80), {'family': socket.AF_INET}, id='v6-as-v4'),
+    pytest.param(('fe80::1%no-such-if', 80), {}, id='unknown-scope'),
 ]
 
 
@@ -47,7 +63,11 @@ def outcome(call):
 @pytest.mark.parametrize('args, kwargs', GETADDRINFO_CASES)
 def test_getaddrinfo_answers_like_the_socket_module(loop, run_async, args, kwargs):
     expected = socket.getaddrinfo(*args, **kwargs)
-    assert run_async(loop.getaddrinfo(*args, **kwargs)) == expected
+    answer = run_async(loop.getaddrinfo(*args, **kwargs))
+    assert answer == expected
+    # The same enum members, not just equal ints: their reprs show in logs.
+    assert [(f, k) for f, k, *_ in answer] == [(f, k) for f, k, *_ in expected]
+    assert all(type(a[0]) is type(e[0]) for a, e in zip(answer, expected))
 
 
 @pytest.mark.parametrize('args, kwargs', BAD_GETADDRINFO_CASES)
@@ -128,3 +148,30 @@ def test_slow_lookup_is_logged_at_info_level_in_debug_mode(loop, run_async, capl
     infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert len(infos) == 1
     assert infos[0].startswith('Getting address info 127.0.0.1:80 took ')
+
+
+def test_numeric_lookups_of_every_shape_answer_like_the_socket_module(loop, run_async):
+    # ferroloop answers IP literals itself; over every combination of the arguments that
+    # decide the answer, it must be the socket module's answer or error, enum members included.
+    hosts = ['127.0.0.1', '::1', '0:0::1', '::FFFF:1.2.3.4', b'10.1.2.3', '0.0.0.0', '::',
+             '127.1', 'fe80::1%lo']
+    ports = [0, 80, '80', b'443', None, 65535, '00080', 65536, True]
+    combos = [(h, p, f, t, pr, fl) for h in hosts for p in ports
+              for f in (0, socket.AF_INET, socket.AF_INET6) for t in (0, 1, 2)
+              for pr in (0, 6, 17) for fl in (0, socket.AI_PASSIVE, socket.AI_CANONNAME)]
+
+    def shape(result):
+        return result if result[0] == 'error' else ('ok', [tuple(map(repr, r)) for r in result[1]])
+
+    async def compare():
+        for args in combos:
+            expected = outcome(lambda: socket.getaddrinfo(*args))
+            host, port, family, type_, proto, flags = args
+            try:
+                got = ('ok', await loop.getaddrinfo(host, port, family=family, type=type_,
+                                                    proto=proto, flags=flags))
+            except Exception as exc:  # noqa: BLE001 - compared below
+                got = ('error', type(exc), str(exc))
+            assert shape(got) == shape(expected), args
+
+    run_async(compare())

@@ -8,12 +8,18 @@ import socket
 import time
 from asyncio.log import logger
 
+from ._ferroloop import _numeric_addrinfo
+
 _NUMERIC = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
 _NUMERIC_NAMES = socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
 
 
 def _numeric_getaddrinfo(host, port, family, type, proto, flags):
     """The answer for a numeric host and port, or None if a real lookup is needed."""
+    # An IP literal and a plain port, the common case, are answered without the C library.
+    result = _numeric_addrinfo(host, port, family, type, proto, flags)
+    if result is not None:
+        return result
     try:
         return socket.getaddrinfo(host, port, family, type, proto, flags | _NUMERIC)
     except socket.gaierror:

@@ -16,7 +16,7 @@ pub use epoll::{
 };
 pub use eventfd::{eventfd, eventfd_read, eventfd_write};
 pub use fd::{dup_cloexec, is_open, write_stderr};
-pub use sockaddr::{is_decoded_family, SockAddr};
+pub use sockaddr::{is_decoded_family, parse_ip_literal, SockAddr};
 pub use socket::{
     read, recv, recv_raw, recvfrom, send, send_or_write, send_vectored, shutdown_write,
     would_block, write,

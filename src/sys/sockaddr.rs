@@ -27,7 +27,8 @@ pub enum SockAddr {
 }
 
 extern "C" {
-    // POSIX; the libc crate does not bind it.
+    // POSIX; the libc crate binds neither.
+    fn inet_pton(af: libc::c_int, src: *const libc::c_char, dst: *mut libc::c_void) -> libc::c_int;
     fn inet_ntop(
         af: libc::c_int,
         src: *const libc::c_void,
@@ -58,6 +59,25 @@ fn ntop(family: i32, addr: *const libc::c_void) -> String {
     unsafe { CStr::from_ptr(text.as_ptr()) }
         .to_string_lossy()
         .into_owned()
+}
+
+/// A numeric IPv4 or IPv6 address, strictly as `inet_pton` reads it (no "127.1", no scope
+/// "%eth0"): its family and its text as CPython would show it after a lookup. None for
+/// anything else, which only a real `getaddrinfo` may answer.
+pub fn parse_ip_literal(text: &str) -> Option<(i32, String)> {
+    if text.len() > 64 || text.bytes().any(|b| b == 0) {
+        return None;
+    }
+    let c_text = std::ffi::CString::new(text).ok()?;
+    let mut addr = [0u8; 16];
+    for family in [libc::AF_INET, libc::AF_INET6] {
+        // SAFETY: a NUL-terminated string and a buffer as large as an in6_addr.
+        let parsed = unsafe { inet_pton(family, c_text.as_ptr(), addr.as_mut_ptr().cast()) };
+        if parsed == 1 {
+            return Some((family, ntop(family, addr.as_ptr().cast())));
+        }
+    }
+    None
 }
 
 /// The address families the loop decodes natively (others go through Python's socket).
@@ -116,6 +136,26 @@ mod tests {
     use super::*;
     use std::net::UdpSocket;
     use std::os::fd::AsRawFd;
+
+    #[test]
+    fn ip_literals_are_read_strictly_and_shown_as_the_c_library_shows_them() {
+        let v4 = Some((libc::AF_INET, "127.0.0.1".to_owned()));
+        assert_eq!(parse_ip_literal("127.0.0.1"), v4);
+        let v6 = Some((libc::AF_INET6, "::1".to_owned()));
+        assert_eq!(parse_ip_literal("0:0::1"), v6);
+        let mapped = Some((libc::AF_INET6, "::ffff:1.2.3.4".to_owned()));
+        assert_eq!(parse_ip_literal("::FFFF:1.2.3.4"), mapped);
+        for not_strict in [
+            "127.1",
+            "010.0.0.1",
+            "fe80::1%lo",
+            "localhost",
+            "",
+            "1.2.3.4 ",
+        ] {
+            assert_eq!(parse_ip_literal(not_strict), None, "{not_strict}");
+        }
+    }
 
     #[test]
     fn ipv4_sender_is_decoded() {
