@@ -1,5 +1,7 @@
 """getaddrinfo/getnameinfo: the answers and the errors of the socket module, without blocking."""
 
+import asyncio
+import gc
 import logging
 import socket
 
@@ -175,3 +177,51 @@ def test_numeric_lookups_of_every_shape_answer_like_the_socket_module(loop, run_
             assert shape(got) == shape(expected), args
 
     run_async(compare())
+
+
+@pytest.mark.parametrize('host', ['localhost', 'LocalHost.', b'localhost', 'a..b', 'host.invalid',
+                                  'bücher.invalid', 'x' * 64 + '.invalid', 'local\0host'])
+@pytest.mark.parametrize('kwargs', [{}, {'type': socket.SOCK_STREAM},
+                                    {'family': socket.AF_INET, 'flags': socket.AI_CANONNAME},
+                                    {'proto': socket.IPPROTO_UDP, 'type': socket.SOCK_DGRAM}])
+def test_names_resolve_or_fail_like_the_socket_module(loop, run_async, host, kwargs):
+    expected = outcome(lambda: socket.getaddrinfo(host, 'http', **kwargs))
+
+    async def resolve():
+        return await loop.getaddrinfo(host, 'http', **kwargs)
+
+    got = outcome(lambda: run_async(resolve()))
+    assert got == expected
+    if got[0] == 'ok':
+        assert [type(f) for f, *_ in got[1]] == [type(f) for f, *_ in expected[1]]
+
+
+def test_cancelled_lookups_leave_the_loop_working(loop, run_async):
+    async def main():
+        lookups = [loop.create_task(loop.getaddrinfo('localhost', 80)) for _ in range(50)]
+        await asyncio.sleep(0)
+        for task in lookups[::2]:
+            task.cancel()
+        results = await asyncio.gather(*lookups, return_exceptions=True)
+        cancelled = sum(isinstance(r, asyncio.CancelledError) for r in results)
+        answered = [r for r in results if isinstance(r, list)]
+        return cancelled, answered
+
+    cancelled, answered = run_async(main())
+    assert cancelled == 25 and len(answered) == 25
+    assert all(a == answered[0] for a in answered)
+
+
+def test_loop_closed_with_lookups_in_flight(loop_factory):
+    loop = loop_factory()
+
+    async def start():
+        return [loop.create_task(loop.getaddrinfo('localhost', 80)) for _ in range(20)]
+
+    tasks = loop.run_until_complete(start())
+    for task in tasks:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_default_executor())
+    loop.close()
+    gc.collect()

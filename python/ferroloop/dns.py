@@ -1,7 +1,9 @@
 """Name resolution: ``getaddrinfo``/``getnameinfo``.
 
-Numeric hosts and ports need no lookup, so they are answered on the loop's thread; anything
-else goes to the default executor, as asyncio does, because the C resolver blocks.
+Numeric hosts and ports need no lookup, so they are answered on the loop's thread; names go
+to the C resolver on ferroloop's native threads (src/dns/), and what only the socket module
+converts faithfully (non-ASCII names, odd argument types) to the default executor, as asyncio
+does for everything.
 """
 
 import socket
@@ -39,6 +41,13 @@ class DnsMixin:
             result = _numeric_getaddrinfo(host, port, family, type, proto, flags)
             if result is not None:
                 return result
+            # The C resolver on ferroloop's own threads; None back means "convert it as the
+            # socket module does", which only the socket module can.
+            future = self.create_future()
+            if self._getaddrinfo(future, host, port, family, type, proto, flags):
+                result = await future
+                if result is not None:
+                    return result
             return await self.run_in_executor(None, socket.getaddrinfo, host, port, family, type, proto, flags)
         return await self.run_in_executor(None, _getaddrinfo_logged, self.slow_callback_duration,
                                           host, port, family, type, proto, flags)

@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyFloat};
 use pyo3::{PyTraverseError, PyVisit};
 
+use super::completions::Completions;
 use super::gil_cell::{GilCell, GilFlag};
 use super::handle::Handle;
 use super::io_table::{IoTable, NativeWatcher, Ready, WAKER_TOKEN};
@@ -67,6 +68,8 @@ pub struct LoopCore {
     /// Whether the timing metrics (poll time, timer lateness) are gathered.
     pub(crate) timing: GilFlag<bool>,
     pub(crate) metrics: GilCell<Metrics>,
+    /// Work done on other threads for this loop (name lookups), waiting to be delivered.
+    pub(crate) completions: Arc<Completions>,
 }
 
 /// The loop's clock: `CLOCK_MONOTONIC`, the clock of `time.monotonic()`, so deadlines computed
@@ -240,6 +243,7 @@ impl LoopCore {
             iterations: GilFlag::new(0),
             timing: GilFlag::new(false),
             metrics: GilCell::new(Metrics::default()),
+            completions: Arc::new(Completions::default()),
         })
     }
 
@@ -348,6 +352,8 @@ impl LoopCore {
         }
         self.closed.set(py, true);
         self.stop_watchdog(py);
+        // Lookups finished but not delivered: their futures are dropped with the loop.
+        drop(self.completions.take());
         let (ready, timers, watchers, owners, reactor, factory, transports) = {
             let mut st = self.state.borrow_mut(py);
             let reactor = st.reactor.take();

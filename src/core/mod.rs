@@ -1,6 +1,7 @@
 //! The loop: ready queue, timer heap, run loop, handles, fd watchers, debug reports, the
 //! watchdog and metrics.
 
+pub mod completions;
 pub mod debug;
 pub mod event_loop;
 pub mod gil_cell;

@@ -285,6 +285,9 @@ impl LoopCore {
         this.drop_cancelled_timers(py);
         let timeout = this.poll_timeout(py);
         this.poll_io(py, timeout)?;
+        for completion in this.completions.take() {
+            completion(py);
+        }
         LoopCore::run_io(slf)?;
         this.queue_due_timers(py);
         LoopCore::run_ready(slf)

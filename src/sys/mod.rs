@@ -2,6 +2,7 @@
 //! `libc` itself (mio keeps its OS code the same way, under `sys/`). A failing call becomes an
 //! `io::Error` in one place, [`cvt`], which reads errno right after the call.
 
+mod addrinfo;
 mod clock;
 mod epoll;
 mod eventfd;
@@ -9,6 +10,7 @@ mod fd;
 mod sockaddr;
 mod socket;
 
+pub use addrinfo::{c_text, getaddrinfo, AddrInfo, Hints, LookupError};
 pub use clock::{monotonic, monotonic_resolution, name_this_thread, thread_id};
 pub use epoll::{
     epoll_create, epoll_ctl, epoll_wait, EpollEvent, EpollOp, EMPTY_EVENT, EPOLLERR, EPOLLHUP,

@@ -32,27 +32,30 @@ fn enum_member<'py>(
     .map(|member| member.bind(py).clone())
 }
 
-fn family_member(py: Python<'_>, family: i32) -> PyResult<Bound<'_, PyAny>> {
+/// `socket.AddressFamily.AF_INET`/`AF_INET6`; None for other families.
+pub(super) fn family_member(py: Python<'_>, family: i32) -> PyResult<Option<Bound<'_, PyAny>>> {
     static INET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     static INET6: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    let cell = if family == libc::AF_INET {
-        &INET
-    } else {
-        &INET6
+    let cell = match family {
+        libc::AF_INET => &INET,
+        libc::AF_INET6 => &INET6,
+        _ => return Ok(None),
     };
-    enum_member(py, cell, "AddressFamily", family)
+    enum_member(py, cell, "AddressFamily", family).map(Some)
 }
 
-fn kind_member(py: Python<'_>, kind: i32) -> PyResult<Bound<'_, PyAny>> {
+/// `socket.SocketKind.SOCK_STREAM`/`SOCK_DGRAM`/`SOCK_RAW`; None for other kinds.
+pub(super) fn kind_member(py: Python<'_>, kind: i32) -> PyResult<Option<Bound<'_, PyAny>>> {
     static STREAM: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     static DGRAM: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     static RAW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let cell = match kind {
         libc::SOCK_STREAM => &STREAM,
         libc::SOCK_DGRAM => &DGRAM,
-        _ => &RAW,
+        libc::SOCK_RAW => &RAW,
+        _ => return Ok(None),
     };
-    enum_member(py, cell, "SocketKind", kind)
+    enum_member(py, cell, "SocketKind", kind).map(Some)
 }
 
 /// The port as `getaddrinfo` reads it with `AI_NUMERICSERV`, when that is certain: None,
@@ -137,7 +140,9 @@ pub fn numeric_addrinfo<'py>(
         (2, 0) | (2, 17) => &[(libc::SOCK_DGRAM, libc::IPPROTO_UDP)],
         _ => return Ok(None),
     };
-    let family_obj = family_member(py, addr_family)?;
+    let Some(family_obj) = family_member(py, addr_family)? else {
+        return Ok(None);
+    };
     let sockaddr = if addr_family == libc::AF_INET {
         (addr, port).into_pyobject(py)?.into_any()
     } else {
@@ -151,7 +156,7 @@ pub fn numeric_addrinfo<'py>(
                 py,
                 [
                     family_obj.clone(),
-                    kind_member(py, k)?,
+                    kind_member(py, k)?.expect("one of the three kinds above"),
                     p.into_pyobject(py)?.into_any(),
                     empty.clone().into_any(),
                     sockaddr.clone(),
