@@ -21,6 +21,9 @@ def _since(*firsts, version=sys.version_info):
     return line > max(tuple(first[:2]) for first in firsts)
 
 
+# ==== The default executor ==============================================================
+SHUTDOWN_DEFAULT_EXECUTOR_TIMEOUT = _since((3, 12))  # shutdown_default_executor(timeout=)
+
 # ==== Servers and transports ===========================================================
 
 # Servers (asyncio.base_events.Server, create_server, create_unix_server).
