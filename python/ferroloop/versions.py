@@ -38,8 +38,8 @@ REUSE_PORT_ONLY_FOR_IP = _since((3, 13, 2), (3, 14))  # gh-128916: not set on ot
 BIND_ERROR_SHOWS_ERRNO = _since((3, 13))  # '... on address X: [errno 98] address already in use'
 
 # Stream transports.
-SOCKET_WRITE_QUEUES_ANY_VIEW = _since((3, 12))  # a strided memoryview fails when sent, not in write()
-SOCKET_WRITE_ERROR_NAMES_TYPES = _since((3, 13))  # 'data argument must be a bytes, bytearray, or ...'
+SOCKET_WRITE_QUEUES_ANY_VIEW = _since((3, 12))  # a strided memoryview fails when sent, not written
+SOCKET_WRITE_ERROR_NAMES_TYPES = _since((3, 13))  # 'must be a bytes, bytearray, or memoryview ...'
 CONNECTION_MADE_IN_CONNECTION_CONTEXT = _since((3, 15))  # not in a copy: its set() seen later
 
 # Connections (create_connection, start_tls).
@@ -47,12 +47,14 @@ CREATE_CONNECTION_ALL_ERRORS = _since((3, 12))  # create_connection(all_errors=)
 START_TLS_TAKES_STREAM_BUFFER = _since((3, 13, 13), (3, 14, 4))  # gh-142352
 
 # Datagrams (create_datagram_endpoint and its transport).
+DATAGRAM_TRANSPORT_SUBCLASSES_IT = _since((3, 12))  # asyncio's is an asyncio.DatagramTransport
 DATAGRAM_SOCK_ANY_BUT_STREAM = _since((3, 13))  # sock= of any type but SOCK_STREAM
 DATAGRAM_SENDS_EMPTY = _since((3, 13))  # sendto(b'') sends an empty datagram
 DATAGRAM_BUFFER_COUNTS_HEADERS = _since((3, 13, 6), (3, 14, 1))  # gh-135444: +8 per datagram
 
 # sendfile.
-SENDFILE_ALWAYS_SEEKS = _since((3, 13, 14), (3, 14, 6))  # gh-150107: to offset 0 too; after, even if nothing was sent
+# gh-150107: the fallback seeks to offset 0 too; the position is set even if nothing was sent.
+SENDFILE_ALWAYS_SEEKS = _since((3, 13, 14), (3, 14, 6))
 
 # Reference cycles through a connection's errors that asyncio fixed. ferroloop's own code has
 # none on any version, but it runs asyncio's staggered_race (happy eyeballs) and TLS protocol,
