@@ -13,6 +13,7 @@ import socket
 import pytest
 
 from conftest import run, run_one_iteration
+from ferroloop import versions
 
 
 def free_tcp_port():
@@ -350,6 +351,8 @@ def test_strided_memoryview_write_is_a_fatal_write_error(loop):
     run(loop, main())
 
 
+@pytest.mark.skipif(versions.SOCKET_WRITE_QUEUES_ANY_VIEW,
+                    reason="asyncio 3.12 queues it: see the test below")
 def test_strided_memoryview_write_behind_buffered_data_is_a_type_error(loop):
     async def main():
         transport, peer = await stream_pair(loop)
@@ -359,6 +362,32 @@ def test_strided_memoryview_write_behind_buffered_data_is_a_type_error(loop):
             transport.write(memoryview(b'abcdef')[::2])
         assert not transport.is_closing()
         transport.abort()
+        peer.close()
+
+    run(loop, main())
+
+
+@pytest.mark.skipif(not versions.SOCKET_WRITE_QUEUES_ANY_VIEW,
+                    reason='asyncio 3.11 refuses it with TypeError: see the test above')
+def test_strided_memoryview_write_behind_buffered_data_fails_when_flushed(loop):
+    async def main():
+        reports = []
+        loop.set_exception_handler(lambda _, context: reports.append(context))
+        transport, peer = await stream_pair(loop)
+        while transport.get_write_buffer_size() == 0:  # nobody reads the peer
+            transport.write(b'x' * 65536)
+        transport.write(memoryview(b'abcdef')[::2])
+        assert not transport.is_closing()
+        peer.setblocking(False)
+        while not transport.is_closing():  # the peer reads: the transport flushes
+            try:
+                while peer.recv(1 << 20):
+                    pass
+            except BlockingIOError:
+                pass
+            await asyncio.sleep(0.001)
+        assert reports[0]['message'] == 'Fatal write error on socket transport'
+        assert isinstance(reports[0]['exception'], BufferError)
         peer.close()
 
     run(loop, main())

@@ -4,12 +4,12 @@ import asyncio
 import contextlib
 import os
 import socket
-import sys
 import tempfile
 
 import pytest
 
 from conftest import RecordingProtocol, close_and_collect
+from ferroloop import versions
 
 
 class Recorder(RecordingProtocol, asyncio.DatagramProtocol):
@@ -64,7 +64,7 @@ def test_udp_echo_between_a_bound_and_a_connected_endpoint(loop, loop_name, run_
         server_tr, server = await loop.create_datagram_endpoint(
             lambda: Recorder(loop), local_addr=('127.0.0.1', 0))
         assert isinstance(server_tr, asyncio.Transport)
-        if loop_name == 'ferroloop' or sys.version_info >= (3, 12):
+        if loop_name == 'ferroloop' or versions.DATAGRAM_TRANSPORT_SUBCLASSES_IT:
             # asyncio's own became a DatagramTransport with Python 3.12.
             assert isinstance(server_tr, asyncio.DatagramTransport)
         assert server.events == ['made'] and server.transport is server_tr
@@ -156,8 +156,11 @@ def test_sendto_a_bad_address_is_fatal_to_the_transport(loop, run_async):
 
 def test_create_datagram_endpoint_argument_checks(loop, run_async):
     async def main():
+        # asyncio 3.13 takes any socket but a stream one (SOCK_SEQPACKET, SOCK_RAW, ...).
+        expected = ('A datagram socket was expected, got'
+                    if versions.DATAGRAM_SOCK_ANY_BUT_STREAM else 'A UDP Socket was expected, got')
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as stream, \
-                pytest.raises(ValueError, match='A UDP Socket was expected, got'):
+                pytest.raises(ValueError, match=expected):
             await loop.create_datagram_endpoint(asyncio.DatagramProtocol, sock=stream)
         modifiers = (r'^socket modifier keyword arguments can not be used when sock is '
                      r"specified\. \(local_addr=\('127\.0\.0\.1', 0\), reuse_port=True\)$")
@@ -318,6 +321,48 @@ def test_full_socket_buffers_datagrams_with_flow_control(loop, run_async):
             assert received == [b'%06d' % i + b'.' * 58 for i in range(count)]
             assert tr.get_write_buffer_size() == 0
             assert proto.events == ['made', 'pause', 'resume']
+            tr.close()
+            await proto.lost
+
+        run_async(main())
+
+
+def test_write_buffer_size_counts_each_waiting_datagram(loop, run_async):
+    # asyncio 3.13.6 and 3.14.1 count a UDP header's 8 bytes for each waiting datagram, so
+    # that a flood of tiny ones still reaches the high-water mark.
+    header = 8 if versions.DATAGRAM_BUFFER_COUNTS_HEADERS else 0
+    payload = b'x' * 100
+    with unix_datagram_peer() as (peer, peer_path):
+        async def main():
+            tr, proto = await loop.create_datagram_endpoint(
+                lambda: Recorder(loop), remote_addr=peer_path, family=socket.AF_UNIX)
+            tr.set_write_buffer_limits(high=10 ** 9)
+            while tr.get_write_buffer_size() == 0:  # until the peer's queue is full
+                tr.sendto(payload)
+            for _ in range(9):
+                tr.sendto(payload)
+            assert tr.get_write_buffer_size() == 10 * (len(payload) + header)
+            tr.abort()
+            await proto.lost
+
+        run_async(main())
+
+
+def test_sendto_empty_data(loop, run_async):
+    # asyncio 3.13 sends an empty datagram; 3.11 sent nothing.
+    with unix_datagram_peer() as (peer, peer_path):
+        async def main():
+            tr, proto = await loop.create_datagram_endpoint(
+                lambda: Recorder(loop), remote_addr=peer_path, family=socket.AF_UNIX)
+            tr.sendto(b'')
+            tr.sendto(b'after')
+            received = []
+            while b'after' not in received:
+                try:
+                    received.append(peer.recv(1024))
+                except BlockingIOError:
+                    await asyncio.sleep(0.001)
+            assert received == ([b'', b'after'] if versions.DATAGRAM_SENDS_EMPTY else [b'after'])
             tr.close()
             await proto.lost
 

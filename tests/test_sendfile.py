@@ -8,6 +8,8 @@ import tempfile
 
 import pytest
 
+from ferroloop import versions
+
 DATA = os.urandom(1024 * 1024 + 123)
 SMALL_BUFFER = 4096
 
@@ -338,3 +340,55 @@ def test_sendfile_is_not_supported_on_datagram_transports(loop, run_async, data_
 
     run_async(main())
     assert data_file.tell() == 0
+
+
+# Where the file position ends
+
+# From asyncio 3.13.14 and 3.14.6 on, the position is set to the offset after the last byte
+# sent even when nothing was; before, a transfer that sent nothing left it where it was.
+POSITION_AFTER_NOTHING_SENT = len(DATA) if versions.SENDFILE_ALWAYS_SEEKS else 123
+
+
+@pytest.mark.parametrize('fallback', [False, True])
+def test_sendfile_from_the_end_of_the_file_moves_the_file_position(loop, run_async, data_file,
+                                                                  fallback):
+    async def main():
+        server, receiver, address = await serve(loop)
+        transport, _ = await loop.create_connection(asyncio.Protocol, *address)
+        data_file.seek(123)
+        assert await loop.sendfile(transport, data_file, len(DATA), fallback=fallback) == 0
+        assert data_file.tell() == POSITION_AFTER_NOTHING_SENT
+        assert await end_transfer(transport, receiver, server) == b''
+
+    run_async(main())
+
+
+def test_sock_sendfile_from_the_end_of_the_file_moves_the_file_position(loop, run_async,
+                                                                       data_file):
+    async def main():
+        server, receiver, address = await serve(loop)
+        sock = await connected_socket(loop, address)
+        data_file.seek(123)
+        assert await loop.sock_sendfile(sock, data_file, len(DATA)) == 0
+        assert data_file.tell() == POSITION_AFTER_NOTHING_SENT
+        assert await end_transfer(sock, receiver, server) == b''
+
+    run_async(main())
+
+
+def test_fallback_from_offset_zero(loop, run_async):
+    # A file with no descriptor takes the fallback. Offset 0 means the start of the file from
+    # asyncio 3.13.14 and 3.14.6 on; before, it meant where the file was.
+    async def main():
+        server, receiver, address = await serve(loop)
+        sock = await connected_socket(loop, address)
+        source = io.BytesIO(b'0123456789')
+        source.seek(4)
+        sent = await loop.sock_sendfile(sock, source)
+        expected = b'0123456789' if versions.SENDFILE_ALWAYS_SEEKS else b'456789'
+        assert sent == len(expected)
+        # Then it sets the position to offset + sent: 6 when 6 bytes were sent from 4.
+        assert source.tell() == len(expected)
+        assert await end_transfer(sock, receiver, server) == expected
+
+    run_async(main())

@@ -6,13 +6,14 @@ a native transport (``transports.SocketTransport``).
 """
 
 import collections
-import functools
+import contextvars
 import itertools
 import os
 import socket
 from asyncio import staggered
 from asyncio.log import logger
 
+from . import versions
 from .transports import SocketTransport, until_made
 
 try:
@@ -34,6 +35,12 @@ def check_ssl_only_arguments(ssl, **arguments):
                 raise ValueError(f'{name} is only meaningful with ssl')
 
 
+def bind_error_message(address, err):
+    """asyncio's words for a failed bind(): 3.13 and later keep the errno in them."""
+    reason = str(err) if versions.BIND_ERROR_SHOWS_ERRNO else err.strerror
+    return f'error while attempting to bind on address {address!r}: {reason.lower()}'
+
+
 def interleave_addrinfos(addrinfos, first_address_family_count=1):
     """Reorder addresses so families alternate (RFC 8305), starting with
     ``first_address_family_count`` of the first family."""
@@ -52,6 +59,9 @@ def interleave_addrinfos(addrinfos, first_address_family_count=1):
 
 def single_error(errors):
     """The one exception to raise for several failed connection attempts."""
+    if not errors:
+        # Every attempt was cancelled (staggered_race gave up) before failing.
+        return TimeoutError('create_connection failed')
     if len(errors) == 1 or all(str(e) == str(errors[0]) for e in errors):
         return errors[0]
     return OSError('Multiple exceptions: {}'.format(', '.join(str(e) for e in errors)))
@@ -132,18 +142,19 @@ class ConnectionsMixin:
 
     # ``users_sock``: the caller keeps the socket (``sock=``, ``connect_accepted_socket``), so
     # the transport works on its own duplicate of the fd (see the README's differences).
+    # ``context``: where the protocol's callbacks run (None: a copy of the current one).
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None,
-                               users_sock=True):
-        return SocketTransport(self, sock, protocol, waiter, extra, server, users_sock)
+                               users_sock=True, context=None):
+        return SocketTransport(self, sock, protocol, waiter, extra, server, users_sock, context)
 
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *, server_side=False,
                             server_hostname=None, extra=None, server=None,
                             ssl_handshake_timeout=None, ssl_shutdown_timeout=None,
-                            users_sock=True):
+                            users_sock=True, context=None):
         from .tls import make_ssl_transport
         return make_ssl_transport(self, rawsock, protocol, sslcontext, waiter, server_side,
                                   server_hostname, extra, server, ssl_handshake_timeout,
-                                  ssl_shutdown_timeout, users_sock)
+                                  ssl_shutdown_timeout, users_sock, context)
 
     async def _ensure_resolved(self, address, *, family=0, type=socket.SOCK_STREAM, proto=0, flags=0):
         """The addrinfo list to connect or bind to ``address``: asyncio's shortcut for an IP
@@ -178,8 +189,7 @@ class ConnectionsMixin:
                         sock.bind(laddr)
                         break
                     except OSError as exc:
-                        mine.append(OSError(exc.errno, f'error while attempting to bind on address '
-                                                       f'{laddr!r}: {exc.strerror.lower()}'))
+                        mine.append(OSError(exc.errno, bind_error_message(laddr, exc)))
                 else:
                     if mine:
                         raise mine.pop()
@@ -199,13 +209,22 @@ class ConnectionsMixin:
             if sock is not None:
                 sock.close()
             raise
+        finally:
+            # The exception raised from here holds this frame through its traceback: the
+            # lists holding the exception must not be reachable from it (a reference cycle
+            # that only the garbage collector would free, with the sockets' frames).
+            errors = mine = None
 
-    async def create_connection(self, protocol_factory, host=None, port=None, *, ssl=None, family=0,
-                                proto=0, flags=0, sock=None, local_addr=None, server_hostname=None,
-                                ssl_handshake_timeout=None, ssl_shutdown_timeout=None,
-                                happy_eyeballs_delay=None, interleave=None):
+    async def create_connection(
+            self, protocol_factory, host=None, port=None, *, ssl=None, family=0, proto=0,
+            flags=0, sock=None, local_addr=None, server_hostname=None,
+            ssl_handshake_timeout=None, ssl_shutdown_timeout=None, happy_eyeballs_delay=None,
+            interleave=None, all_errors=False):
         """Open a stream connection to ``host:port`` (or over ``sock``); return
-        ``(transport, protocol)``."""
+        ``(transport, protocol)``.
+
+        When every address fails: the one error (or an ``OSError`` naming them all), or
+        with ``all_errors`` (Python 3.12 and later) an ``ExceptionGroup`` of them."""
         if server_hostname is not None and not ssl:
             raise ValueError('server_hostname is only meaningful with ssl')
         if server_hostname is None and ssl:
@@ -244,15 +263,25 @@ class ConnectionsMixin:
                     except OSError:
                         continue
             else:
-                sock, _, _ = await staggered.staggered_race(
-                    (functools.partial(self._connect_sock, errors, info, local_infos) for info in infos),
-                    happy_eyeballs_delay, loop=self)
+                # Each attempt reaches `errors` through this frame's cell, which is cleared
+                # below; a functools.partial would hold the list itself, and the frames of
+                # the failed attempts (in their exceptions' tracebacks) hold their partial:
+                # a reference cycle through every exception. For the same reason only the
+                # socket is kept of what staggered_race returns (it also returns the
+                # exceptions).
+                sock = (await staggered.staggered_race(
+                    (lambda info=info: self._connect_sock(errors, info, local_infos)
+                     for info in infos),
+                    happy_eyeballs_delay, loop=self))[0]
             if sock is None:
                 flat = [exc for attempt in errors for exc in attempt]
                 try:
+                    if all_errors:
+                        raise ExceptionGroup('create_connection failed', flat)
                     raise single_error(flat)
                 finally:
                     flat = errors = None
+            errors = None
         else:
             if sock is None:
                 raise ValueError('host and port was not specified and no sock specified')
@@ -268,21 +297,52 @@ class ConnectionsMixin:
                          host, port, transport, protocol)
         return transport, protocol
 
+    if not versions.CREATE_CONNECTION_ALL_ERRORS:
+        # asyncio 3.11's signature: all_errors= is refused, as an unknown keyword is.
+        _create_connection_with_all_errors = create_connection
+
+        async def create_connection(
+                self, protocol_factory, host=None, port=None, *, ssl=None, family=0, proto=0,
+                flags=0, sock=None, local_addr=None, server_hostname=None,
+                ssl_handshake_timeout=None, ssl_shutdown_timeout=None, happy_eyeballs_delay=None,
+                interleave=None):
+            """Open a stream connection to ``host:port`` (or over ``sock``); return
+            ``(transport, protocol)``."""
+            return await self._create_connection_with_all_errors(
+                protocol_factory, host, port, ssl=ssl, family=family, proto=proto, flags=flags,
+                sock=sock, local_addr=local_addr, server_hostname=server_hostname,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout,
+                happy_eyeballs_delay=happy_eyeballs_delay, interleave=interleave)
+
     async def _create_connection_transport(self, sock, protocol_factory, ssl, server_hostname,
                                            server_side=False, ssl_handshake_timeout=None,
                                            ssl_shutdown_timeout=None, users_sock=True):
-        sock.setblocking(False)
-        protocol = protocol_factory()
-        waiter = self.create_future()
-        if ssl:
-            context = None if isinstance(ssl, bool) else ssl
-            transport = self._make_ssl_transport(
-                sock, protocol, context, waiter, server_side=server_side,
-                server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
-                ssl_shutdown_timeout=ssl_shutdown_timeout, users_sock=users_sock)
-        else:
-            transport = self._make_socket_transport(sock, protocol, waiter, users_sock=users_sock)
-        await until_made(transport, waiter)
+        # The protocol's callbacks run in the context of whoever asked for the connection.
+        context = contextvars.copy_context()
+        try:
+            sock.setblocking(False)
+            protocol = protocol_factory()
+            waiter = self.create_future()
+            if ssl:
+                sslcontext = None if isinstance(ssl, bool) else ssl
+                transport = self._make_ssl_transport(
+                    sock, protocol, sslcontext, waiter, server_side=server_side,
+                    server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
+                    ssl_shutdown_timeout=ssl_shutdown_timeout, users_sock=users_sock,
+                    context=context)
+            else:
+                transport = self._make_socket_transport(sock, protocol, waiter,
+                                                        users_sock=users_sock, context=context)
+        except BaseException:
+            # No transport owns the socket: it would be left open.
+            sock.close()
+            raise
+        try:
+            await until_made(transport, waiter)
+        finally:
+            # A failed TLS handshake's exception holds this frame through its traceback.
+            waiter = None
         return transport, protocol
 
     async def create_unix_connection(self, protocol_factory, path=None, *, ssl=None, sock=None,

@@ -9,11 +9,16 @@ import socket
 from asyncio import transports
 from asyncio.log import logger
 
-from . import _ferroloop
+from . import _ferroloop, versions
 from .connections import check_resolved_port
 from .servers import _set_reuseport, remove_stale_unix_socket
 from .transports import (CoreFlowControl, CoreReading, CoreSocket, CoreTransport,
                          socket_extra_info, until_made)
+
+
+# What asyncio counts, beyond its bytes, for each datagram waiting in the write buffer: the
+# UDP header (gh-135444), so that many empty or tiny datagrams still reach the high-water mark.
+_HEADER_SIZE = 8
 
 
 class DatagramTransport(CoreTransport, CoreSocket, CoreReading, CoreFlowControl,
@@ -31,8 +36,10 @@ class DatagramTransport(CoreTransport, CoreSocket, CoreReading, CoreFlowControl,
         super().__init__(extra)
         self._loop = loop
         socket_extra_info(self._extra, sock)
-        core = _ferroloop.DatagramTransport(loop, self, sock, protocol, address,
-                                            bool(self._extra['peername']), users_sock)
+        core = _ferroloop.DatagramTransport(
+            loop, self, sock, protocol, address, bool(self._extra['peername']), users_sock,
+            send_empty=versions.DATAGRAM_SENDS_EMPTY,
+            header_size=_HEADER_SIZE if versions.DATAGRAM_BUFFER_COUNTS_HEADERS else 0)
         self._attach(core, waiter)
 
     def _repr_io(self, core):
@@ -113,7 +120,10 @@ class DatagramMixin:
         """
         users_sock = sock is not None
         if sock is not None:
-            if sock.type != socket.SOCK_DGRAM:
+            if versions.DATAGRAM_SOCK_ANY_BUT_STREAM:
+                if sock.type == socket.SOCK_STREAM:
+                    raise ValueError(f'A datagram socket was expected, got {sock!r}')
+            elif sock.type != socket.SOCK_DGRAM:
                 raise ValueError(f'A UDP Socket was expected, got {sock!r}')
             if (local_addr or remote_addr or family or proto or flags or reuse_port
                     or allow_broadcast):

@@ -2,7 +2,10 @@
 
 import concurrent.futures
 import threading
-from asyncio import futures
+import warnings
+from asyncio import futures, timeouts
+
+from . import versions
 
 
 class ExecutorMixin:
@@ -41,8 +44,9 @@ class ExecutorMixin:
             raise TypeError('executor must be ThreadPoolExecutor instance')
         self._default_executor = executor
 
-    async def shutdown_default_executor(self):
-        """Wait for the default executor's threads to finish, without blocking the loop."""
+    async def shutdown_default_executor(self, timeout=None):
+        """Wait for the default executor's threads to finish, without blocking the loop;
+        after ``timeout`` seconds (if not None), warn and stop waiting for them."""
         self._executor_shutdown_called = True
         executor = self._default_executor
         if executor is None:
@@ -51,9 +55,24 @@ class ExecutorMixin:
         thread = threading.Thread(target=self._shutdown_executor_in_thread, args=(executor, done))
         thread.start()
         try:
-            await done
-        finally:
+            async with timeouts.timeout(timeout):
+                await done
+        except TimeoutError:
+            # asyncio.Runner passes a timeout at close: a thread stuck in a task must not
+            # keep the program from ending.
+            warnings.warn(f'The executor did not finishing joining its threads within '
+                          f'{timeout} seconds.', RuntimeWarning, stacklevel=2)
+            executor.shutdown(wait=False)
+        else:
             thread.join()
+
+    if not versions.SHUTDOWN_DEFAULT_EXECUTOR_TIMEOUT:
+        # asyncio 3.11's signature: no timeout, the threads are waited for however long.
+        _shutdown_default_executor_with_timeout = shutdown_default_executor
+
+        async def shutdown_default_executor(self):
+            """Wait for the default executor's threads to finish, without blocking the loop."""
+            await self._shutdown_default_executor_with_timeout()
 
     def _shutdown_executor_in_thread(self, executor, done):
         try:

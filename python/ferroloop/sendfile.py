@@ -13,6 +13,7 @@ import os
 import socket
 from asyncio import constants, exceptions, protocols, transports
 
+from . import versions
 from .sock import _check_socket
 
 
@@ -30,6 +31,16 @@ def _check_sendfile_params(sock, file, offset, count):
         raise TypeError(f'offset must be a non-negative integer (got {offset!r})')
     if offset < 0:
         raise ValueError(f'offset must be a non-negative integer (got {offset!r})')
+
+
+def _seek_to_offset(file, offset):
+    """Where the fallback starts reading: at ``offset``; before Python 3.13.14 and 3.14.6,
+    offset 0 meant "where the file is" (asyncio seeked only for a non-zero offset)."""
+    if versions.SENDFILE_ALWAYS_SEEKS:
+        if hasattr(file, 'seek'):
+            file.seek(offset)
+    elif offset:
+        file.seek(offset)
 
 
 class _Writability:
@@ -136,14 +147,23 @@ class SendfileMixin:
         _check_socket(self, sock)
         _check_sendfile_params(sock, file, offset, count)
         try:
-            return await self._sock_sendfile_native(sock, file, offset, count,
-                                                    for_transport=for_transport)
+            if for_transport:
+                return await self._os_sendfile(sock, file, offset, count, for_transport=True)
+            # Looked up by name, with asyncio's signature: programs (and asyncio's tests)
+            # replace it to force the fallback.
+            return await self._sock_sendfile_native(sock, file, offset, count)
         except exceptions.SendfileNotAvailableError:
             if not fallback:
                 raise
         return await self._sock_sendfile_fallback(sock, file, offset, count)
 
-    async def _sock_sendfile_native(self, sock, file, offset, count, *, for_transport=False):
+    async def _sock_sendfile_native(self, sock, file, offset, count):
+        return await self._os_sendfile(sock, file, offset, count)
+
+    async def _os_sendfile(self, sock, file, offset, count, *, for_transport=False):
+        """The zero-copy transfer; SendfileNotAvailableError when it cannot be used. The file
+        position ends at the offset after the last byte sent, whatever happens; before
+        Python 3.13.14 and 3.14.6, only if something was sent."""
         try:
             fileno = file.fileno()
         except (AttributeError, io.UnsupportedOperation):
@@ -197,10 +217,16 @@ class SendfileMixin:
             writable.close()
             if total_sent > 0:
                 os.lseek(fileno, offset, os.SEEK_SET)
+            elif versions.SENDFILE_ALWAYS_SEEKS:
+                try:
+                    os.lseek(fileno, offset, os.SEEK_SET)
+                except OSError:
+                    # A file that cannot seek, and nothing sent: the fallback (or the
+                    # caller) goes on from here, with the error that matters.
+                    pass
 
     async def _sock_sendfile_fallback(self, sock, file, offset, count):
-        if offset:
-            file.seek(offset)
+        _seek_to_offset(file, offset)
         # Read at call time: programs (and asyncio's tests) tune it.
         blocksize = constants.SENDFILE_FALLBACK_READBUFFER_SIZE
         if count:
@@ -262,8 +288,7 @@ class SendfileMixin:
                 transp.resume_reading()
 
     async def _sendfile_fallback(self, transp, file, offset, count):
-        if offset:
-            file.seek(offset)
+        _seek_to_offset(file, offset)
         blocksize = min(count, 16384) if count else 16384
         buf = bytearray(blocksize)
         total_sent = 0
@@ -278,8 +303,10 @@ class SendfileMixin:
                 read = await self.run_in_executor(None, file.readinto, view)
                 if not read:
                     return total_sent  # end of file
-                await proto.drain()
                 transp.write(view[:read])
+                # After the write, so the last block is flushed (or at least below the
+                # high-water mark) before sendfile returns.
+                await proto.drain()
                 total_sent += read
         finally:
             if total_sent > 0 and hasattr(file, 'seek'):

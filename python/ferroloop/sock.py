@@ -133,7 +133,9 @@ class SockMixin:
             return await fut
         finally:
             self._discard_watcher(fd, handle, write)
-            fut = None
+            # A failure's traceback holds this frame: the handle's arguments hold the
+            # future, which holds the exception (a cycle).
+            fut = handle = None
 
 
 def _retry_when_ready(fut, attempt, args):
@@ -149,6 +151,10 @@ def _retry_when_ready(fut, attempt, args):
         fut.set_exception(exc)
     else:
         fut.set_result(result)
+    finally:
+        # The exception's traceback holds this frame: it must not hold the future, which
+        # holds the exception (a cycle only the garbage collector would free).
+        fut = None
 
 
 def _connect_result(sock, address):

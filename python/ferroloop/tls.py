@@ -5,18 +5,33 @@ the application the TLS transport asyncio users know. The application's protocol
 the difference from asyncio's loop.
 """
 
-from asyncio import sslproto
+from asyncio import sslproto, streams
 
+from . import versions
 from .transports import SocketTransport
 
 
 def make_ssl_transport(loop, rawsock, protocol, sslcontext, waiter, server_side, server_hostname,
-                       extra, server, ssl_handshake_timeout, ssl_shutdown_timeout, users_sock):
+                       extra, server, ssl_handshake_timeout, ssl_shutdown_timeout, users_sock,
+                       context=None):
     tls = sslproto.SSLProtocol(loop, protocol, sslcontext, waiter, server_side, server_hostname,
                                ssl_handshake_timeout=ssl_handshake_timeout,
                                ssl_shutdown_timeout=ssl_shutdown_timeout)
-    SocketTransport(loop, rawsock, tls, extra=extra, server=server, users_sock=users_sock)
+    SocketTransport(loop, rawsock, tls, extra=extra, server=server, users_sock=users_sock,
+                    context=context)
     return tls._app_transport
+
+
+def _take_stream_buffer(protocol, tls):
+    """What a server's StreamReader read ahead of start_tls() (a client's TLS hello sent with
+    the last plaintext line, say) goes to the TLS protocol: it has already left the socket,
+    and the handshake would wait for it forever."""
+    if not isinstance(protocol, streams.StreamReaderProtocol):
+        return
+    reader = protocol._stream_reader
+    if reader is not None and reader._buffer:
+        tls._incoming.write(reader._buffer)
+        reader._buffer.clear()
 
 
 class TlsMixin:
@@ -38,6 +53,8 @@ class TlsMixin:
         # Reading stops until the TLS protocol is in place, so no plaintext byte reaches it
         # before connection_made.
         transport.pause_reading()
+        if server_side and versions.START_TLS_TAKES_STREAM_BUFFER:
+            _take_stream_buffer(protocol, tls)
         transport.set_protocol(tls)
         made = self.call_soon(tls.connection_made, transport)
         resumed = self.call_soon(transport.resume_reading)
@@ -47,5 +64,8 @@ class TlsMixin:
             transport.close()
             made.cancel()
             resumed.cancel()
+            # The exception holds this frame through its traceback, and the waiter holds the
+            # exception: a cycle that would keep the transport alive.
+            waiter = None
             raise
         return tls._app_transport

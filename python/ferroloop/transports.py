@@ -27,6 +27,10 @@ async def until_made(transport, waiter):
     except BaseException:
         transport.close()
         raise
+    finally:
+        # A failed TLS handshake's exception holds this frame through its traceback, and the
+        # waiter holds the exception: a cycle that would keep the transport alive.
+        waiter = None
 
 
 def set_nodelay(sock):
@@ -229,13 +233,19 @@ class SocketTransport(CoreTransport, CoreSocket, CoreReading, CoreWriting, CoreF
                     'resume_reading', 'get_write_buffer_size')
 
     def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None,
-                 users_sock=True):
+                 users_sock=True, context=None):
         super().__init__(extra)
         self._loop = loop
         socket_extra_info(self._extra, sock)
         set_nodelay(sock)
-        core = _ferroloop.StreamTransport(loop, self, sock, protocol, server, users_sock)
+        core = _ferroloop.StreamTransport(loop, self, sock, protocol, server, users_sock,
+                                          context)
         self._attach(core, waiter)
+
+    @property
+    def _paused(self):
+        # asyncio's flag for pause_reading() in force (libraries and tests read it).
+        return self._core._paused
 
     def _repr_io(self, core):
         if not core._open or self._loop.is_closed():

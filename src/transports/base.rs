@@ -11,6 +11,7 @@
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use pyo3::exceptions::PyValueError;
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::pyclass::boolean_struct::True;
 use pyo3::types::PyTuple;
@@ -20,6 +21,7 @@ use super::flow_control::{water_marks, FlowControl};
 use super::report::{call_flow_control, log_transport, report_fatal_error};
 use crate::core::event_loop::LoopCore;
 use crate::core::gil_cell::{GilCell, GilFlag};
+use crate::core::handle::{new_untracked, Handle};
 use crate::core::io_table::{Direction, NativeFn, NativeWatcher};
 use crate::core::stdlib;
 use crate::errors::{is_fatal_signal, os_error};
@@ -46,6 +48,32 @@ pub struct LoopFd {
     shown_fd: RawFd,
     /// The transport's own duplicate, if it made one.
     duplicate: GilCell<Option<OwnedFd>>,
+    /// The `contextvars.Context` every protocol callback of the transport runs in: the one
+    /// current when the connection, endpoint or pipe was made, or, for a server's
+    /// connection, a copy of the server's. Without it, a read would run the protocol in
+    /// whatever context the loop itself runs in, and a variable one connection sets would be
+    /// seen by every other connection. None only once cleared by the garbage collector.
+    context: GilCell<Option<Py<PyAny>>>,
+}
+
+/// A transport's context, entered for the length of one native callback (a read or write
+/// event) and left when dropped.
+pub struct EnteredContext<'py> {
+    context: Option<Bound<'py, PyAny>>,
+}
+
+impl Drop for EnteredContext<'_> {
+    fn drop(&mut self) {
+        if let Some(context) = self.context.take() {
+            // SAFETY: entered by `LoopFd::enter_context`, on this thread, and still current:
+            // every callback run inside it has returned.
+            if unsafe { ffi::PyContext_Exit(context.as_ptr()) } < 0 {
+                // Not current any more: a callback left a context it had not entered. Nothing
+                // to restore, and nobody to tell.
+                drop(PyErr::take(context.py()));
+            }
+        }
+    }
 }
 
 impl LoopFd {
@@ -55,6 +83,7 @@ impl LoopFd {
         event_loop: &Bound<'_, LoopCore>,
         fileobj_fd: RawFd,
         duplicate: bool,
+        context: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<LoopFd> {
         if fileobj_fd < 0 {
             return Err(PyValueError::new_err(format!(
@@ -66,12 +95,55 @@ impl LoopFd {
         } else {
             None
         };
+        let context = match context.filter(|c| !c.is_none()) {
+            Some(context) => context.clone().unbind(),
+            // SAFETY: PyContext_CopyCurrent returns a new reference, or NULL with an
+            // exception set.
+            None => unsafe {
+                Bound::from_owned_ptr_or_err(event_loop.py(), ffi::PyContext_CopyCurrent())?
+                    .unbind()
+            },
+        };
         Ok(LoopFd {
             loop_: event_loop.clone().unbind(),
             fd: GilFlag::new(owned.as_ref().map_or(fileobj_fd, |o| o.as_raw_fd())),
             shown_fd: fileobj_fd,
             duplicate: GilCell::new(owned),
+            context: GilCell::new(Some(context)),
         })
+    }
+
+    /// Enters the transport's context for a native callback (the caller keeps the guard
+    /// while it runs protocol code). If that context is current already, or cannot be
+    /// entered (it is entered further up the stack), the callback runs where it is.
+    pub fn enter_context<'py>(&self, py: Python<'py>) -> EnteredContext<'py> {
+        let context = self.context.borrow(py).as_ref().map(|c| c.bind(py).clone());
+        let entered = context.filter(|c| {
+            // SAFETY: a live object; PyContext_Enter is only called on an exact Context and
+            // fails (exception set, taken below) if it is entered already.
+            unsafe {
+                ffi::PyContext_CheckExact(c.as_ptr()) != 0
+                    && (ffi::PyContext_Enter(c.as_ptr()) == 0 || {
+                        drop(PyErr::take(py));
+                        false
+                    })
+            }
+        });
+        EnteredContext { context: entered }
+    }
+
+    /// The transport's context (for `context=` of what it schedules).
+    pub fn context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.context.borrow(py).as_ref().map(|c| c.clone_ref(py))
+    }
+
+    /// Drops the context (`__clear__`: it may hold the transport in a variable).
+    pub fn clear_context(&self) {
+        let taken = self
+            .context
+            .try_borrow_mut_unguarded()
+            .and_then(|mut c| c.take());
+        drop(taken);
     }
 
     /// The fd to read and write; -1 once released.
@@ -149,18 +221,77 @@ impl LoopFd {
         self.loop_.get().set_fd_owner(py, self.shown_fd, owner);
     }
 
-    /// `loop.call_soon(obj.<method>, *args)`.
+    /// `loop.call_soon(obj.<method>, *args, context=<the transport's context>)`.
     pub fn schedule(
         &self,
         obj: &Bound<'_, PyAny>,
         method: &str,
         args: Bound<'_, PyTuple>,
     ) -> PyResult<()> {
-        LoopCore::schedule_callback(self.loop_ref(obj.py()), obj.getattr(method)?, args)
+        self.schedule_in(obj, method, args, self.context(obj.py()))
+    }
+
+    /// `loop.call_soon(obj.<method>, *args)` in a copy of the transport's context: what it
+    /// sets there is not seen by the transport's later callbacks.
+    pub fn schedule_in_copy(
+        &self,
+        obj: &Bound<'_, PyAny>,
+        method: &str,
+        args: Bound<'_, PyTuple>,
+    ) -> PyResult<()> {
+        let py = obj.py();
+        let copy = match self.context(py) {
+            // SAFETY: a live Context (LoopFd::new took it from copy_context() or the
+            // caller's Context); PyContext_Copy returns a new reference or NULL with an
+            // exception set.
+            Some(context) if unsafe { ffi::PyContext_CheckExact(context.as_ptr()) } != 0 => {
+                Some(unsafe {
+                    Bound::from_owned_ptr_or_err(py, ffi::PyContext_Copy(context.as_ptr()))?
+                        .unbind()
+                })
+            }
+            other => other,
+        };
+        self.schedule_in(obj, method, args, copy)
+    }
+
+    fn schedule_in(
+        &self,
+        obj: &Bound<'_, PyAny>,
+        method: &str,
+        args: Bound<'_, PyTuple>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        let py = obj.py();
+        let lp = self.loop_ref(py);
+        let core = lp.get();
+        let debug = core.debug_enabled(py);
+        if debug {
+            // asyncio's transports schedule through call_soon: a transport closed from
+            // another thread fails here in debug mode.
+            core.check_thread(py)?;
+        }
+        let handle = Handle::new(
+            py,
+            obj.getattr(method)?.unbind(),
+            args.unbind(),
+            context,
+            lp.clone().unbind(),
+            debug,
+            true,
+        )?;
+        core.push_ready(py, new_untracked(py, handle)?);
+        Ok(())
     }
 
     pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.loop_)
+        visit.call(&self.loop_)?;
+        if let Some(context) = self.context.try_borrow_unguarded() {
+            if let Some(context) = context.as_ref() {
+                visit.call(context)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -315,6 +446,10 @@ pub fn is_closing<T: ReadingTransport>(this: &T, py: Python<'_>) -> bool {
     T::lifecycle(&mut this.state().borrow_mut(py)).closing
 }
 
+pub fn is_paused<T: ReadingTransport>(this: &T, py: Python<'_>) -> bool {
+    T::lifecycle(&mut this.state().borrow_mut(py)).paused
+}
+
 pub fn is_reader_installed<T: ReadingTransport>(this: &T, py: Python<'_>) -> bool {
     T::lifecycle(&mut this.state().borrow_mut(py)).reading
 }
@@ -409,11 +544,14 @@ pub fn force_close<T: SelectorTransport>(
 
 /// Schedules `connection_made(wrapper)`, then `start` (a method of the core, if any), then
 /// the waiter's result: asyncio's order, so no I/O callback precedes `connection_made`. A
-/// transport that owns its fd is recorded as its owner first.
+/// transport that owns its fd is recorded as its owner first. `made_in_context`:
+/// `connection_made` runs in the transport's context itself, so what it sets is seen by the
+/// later callbacks (asyncio 3.15's stream transports); else in a copy of it.
 pub fn begin<T: NativeTransport>(
     slf: &Bound<'_, T>,
     start: Option<&str>,
     waiter: Option<&Bound<'_, PyAny>>,
+    made_in_context: bool,
 ) -> PyResult<()> {
     let py = slf.py();
     let this = slf.get();
@@ -425,11 +563,12 @@ pub fn begin<T: NativeTransport>(
     }
     io.loop_ref(py).get().register_transport(py, slf.as_any());
     if let (Some(protocol), Some(wrapper)) = (this.protocol_obj(py), wrapper) {
-        io.schedule(
-            protocol.bind(py),
-            "connection_made",
-            PyTuple::new(py, [wrapper])?,
-        )?;
+        let args = PyTuple::new(py, [wrapper])?;
+        if made_in_context {
+            io.schedule(protocol.bind(py), "connection_made", args)?;
+        } else {
+            io.schedule_in_copy(protocol.bind(py), "connection_made", args)?;
+        }
     }
     if let Some(start) = start {
         io.schedule(slf.as_any(), start, PyTuple::empty(py))?;
@@ -728,7 +867,7 @@ macro_rules! common_pymethods {
 pub(crate) use common_pymethods;
 
 /// `is_reading()`, `pause_reading()`, `resume_reading()`, `is_closing()`, `_start_reading`
-/// (what `_begin` schedules) and the `_reading` getter.
+/// (what `_begin` schedules) and the `_reading` and `_paused` getters.
 macro_rules! reading_pymethods {
     ($transport:ident) => {
         #[::pyo3::pymethods]
@@ -757,6 +896,12 @@ macro_rules! reading_pymethods {
             #[getter]
             fn _reading(&self, py: ::pyo3::Python<'_>) -> bool {
                 $crate::transports::base::is_reader_installed(self, py)
+            }
+
+            /// Whether pause_reading() is in force.
+            #[getter]
+            fn _paused(&self, py: ::pyo3::Python<'_>) -> bool {
+                $crate::transports::base::is_paused(self, py)
             }
         }
     };

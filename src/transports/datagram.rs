@@ -54,7 +54,8 @@ impl Protocol {
 /// A datagram waiting for the socket to drain: immutable bytes and where they go.
 pub struct Queued {
     data: Py<PyBytes>,
-    len: usize,
+    /// What it counts for in `get_write_buffer_size()`.
+    size: usize,
     addr: Py<PyAny>,
 }
 
@@ -86,6 +87,11 @@ pub struct DatagramTransport {
     family: i32,
     /// The socket has a peer (`get_extra_info('peername')`): datagrams go out with send().
     connected: bool,
+    /// `sendto(b'')` sends an empty datagram (asyncio 3.13 and later) instead of nothing.
+    send_empty: bool,
+    /// What each queued datagram adds to the write buffer size beyond its bytes (asyncio
+    /// counts 8 from 3.13.6 and 3.14.1 on).
+    header_size: usize,
     state: GilCell<State>,
 }
 
@@ -309,6 +315,7 @@ impl DatagramTransport {
                 return Ok(());
             }
         }
+        let _context = this.io.enter_context(py);
         match this.receive(py) {
             Outcome::NotReady => Ok(()),
             Outcome::Done((data, addr)) => {
@@ -344,12 +351,13 @@ impl DatagramTransport {
         if !this.state.borrow(py).writing {
             return Ok(());
         }
+        let _context = this.io.enter_context(py);
         loop {
             let next = {
                 let mut st = this.state.borrow_mut(py);
                 let next = st.buffer.pop_front();
                 if let Some(q) = &next {
-                    st.buffer_size -= q.len;
+                    st.buffer_size -= q.size;
                 }
                 next
             };
@@ -358,7 +366,7 @@ impl DatagramTransport {
                 Outcome::Done(()) => drop(queued),
                 Outcome::NotReady => {
                     let mut st = this.state.borrow_mut(py);
-                    st.buffer_size += queued.len;
+                    st.buffer_size += queued.size;
                     st.buffer.push_front(queued);
                     break;
                 }
@@ -438,13 +446,19 @@ fn check_data(data: &Bound<'_, PyAny>) -> PyResult<()> {
 
 #[pymethods]
 impl DatagramTransport {
-    /// `DatagramTransport(loop, wrapper, sock, protocol, address, connected, users_sock)`:
-    /// `address` is the remote address given to create_datagram_endpoint (or None),
-    /// `connected` whether the socket has a peer, `users_sock` whether the caller keeps
-    /// `sock` (the transport then works on a duplicate of its fd, see `LoopFd`). The wrapper
-    /// calls `_begin`.
+    /// `DatagramTransport(loop, wrapper, sock, protocol, address, connected, users_sock,
+    /// context, send_empty, header_size)`: `address` is the remote address given to
+    /// create_datagram_endpoint (or None), `connected` whether the socket has a peer,
+    /// `users_sock` whether the caller keeps `sock` (the transport then works on a duplicate
+    /// of its fd, see `LoopFd`), `context` where the protocol's callbacks run (None: a copy of
+    /// the current context); `send_empty` and `header_size` are what the running Python's
+    /// asyncio does (see the fields). The wrapper calls `_begin`.
     #[new]
-    #[pyo3(signature = (event_loop, wrapper, sock, protocol, address, connected, users_sock=true))]
+    #[pyo3(signature = (
+        event_loop, wrapper, sock, protocol, address, connected, users_sock=true, context=None,
+        send_empty=false, header_size=0
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         event_loop: &Bound<'_, LoopCore>,
         wrapper: &Bound<'_, PyAny>,
@@ -453,13 +467,18 @@ impl DatagramTransport {
         address: &Bound<'_, PyAny>,
         connected: bool,
         users_sock: bool,
+        context: Option<&Bound<'_, PyAny>>,
+        send_empty: bool,
+        header_size: usize,
     ) -> PyResult<Self> {
         let fd = fileobj_number(sock)?.for_registering()?;
         let family: i32 = sock.getattr("family")?.extract()?;
         Ok(DatagramTransport {
-            io: LoopFd::new(event_loop, fd, users_sock)?,
+            io: LoopFd::new(event_loop, fd, users_sock, context)?,
             family,
             connected,
+            send_empty,
+            header_size,
             state: GilCell::new(State {
                 wrapper: Some(wrapper.clone().unbind()),
                 sock: Some(sock.clone().unbind()),
@@ -481,7 +500,7 @@ impl DatagramTransport {
     /// the waiter's result, in that order.
     #[pyo3(signature = (waiter=None))]
     fn _begin(slf: &Bound<'_, Self>, waiter: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        base::begin(slf, Some("_start_reading"), waiter)
+        base::begin(slf, Some("_start_reading"), waiter, false)
     }
 
     fn _call_connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
@@ -499,7 +518,7 @@ impl DatagramTransport {
         let py = slf.py();
         let this = slf.get();
         check_data(data)?;
-        if !data.is_truthy()? {
+        if !this.send_empty && !data.is_truthy()? {
             return Ok(());
         }
         let mut addr = addr.unwrap_or_else(|| py.None().into_bound(py));
@@ -555,13 +574,13 @@ impl DatagramTransport {
                 .call1((data,))?
                 .cast_into::<PyBytes>()?
         };
-        let len = bytes.as_bytes().len();
+        let size = bytes.as_bytes().len() + this.header_size;
         {
             let mut st = this.state.borrow_mut(py);
-            st.buffer_size += len;
+            st.buffer_size += size;
             st.buffer.push_back(Queued {
                 data: bytes.unbind(),
-                len,
+                size,
                 addr: addr.unbind(),
             });
         }
@@ -641,6 +660,7 @@ impl DatagramTransport {
     }
 
     fn __clear__(&self) {
+        self.io.clear_context();
         let taken = self.state.try_borrow_mut_unguarded().map(|mut st| {
             (
                 st.wrapper.take(),

@@ -6,4 +6,5 @@ pub mod flow_control;
 pub mod pipe;
 pub mod report;
 pub mod stream;
+pub mod versions;
 pub mod write_buffer;

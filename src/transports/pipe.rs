@@ -116,6 +116,7 @@ impl ReadPipeTransport {
                 return Ok(());
             }
         }
+        let _context = this.io.enter_context(py);
         let read = {
             let fd = this.io.fd(py);
             lp.get()
@@ -195,7 +196,7 @@ impl ReadPipeTransport {
         fd: RawFd,
     ) -> PyResult<Self> {
         Ok(ReadPipeTransport {
-            io: LoopFd::new(event_loop, fd, true)?,
+            io: LoopFd::new(event_loop, fd, true, None)?,
             state: GilCell::new(ReadState {
                 wrapper: Some(wrapper.clone().unbind()),
                 pipe: Some(pipe.clone().unbind()),
@@ -210,7 +211,7 @@ impl ReadPipeTransport {
     /// Schedules `connection_made`, then the start of reading, then the waiter's result.
     #[pyo3(signature = (waiter=None))]
     fn _begin(slf: &Bound<'_, Self>, waiter: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        base::begin(slf, Some("_start_reading"), waiter)
+        base::begin(slf, Some("_start_reading"), waiter, false)
     }
 
     fn _call_connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
@@ -294,6 +295,7 @@ impl ReadPipeTransport {
     }
 
     fn __clear__(&self) {
+        self.io.clear_context();
         let taken = self.state.try_borrow_mut_unguarded().map(|mut st| {
             (
                 st.wrapper.take(),
@@ -422,6 +424,7 @@ impl WritePipeTransport {
             }
             !st.buffer.is_empty()
         };
+        let _context = this.io.enter_context(py);
         if this.io.debug(py) {
             log_transport(py, "info", "%r was closed by peer", this.wrapper(py))?;
         }
@@ -446,6 +449,7 @@ impl WritePipeTransport {
         // SAFETY: registered only with a WritePipeTransport target.
         let slf = unsafe { target.cast_unchecked::<WritePipeTransport>() };
         let this = slf.get();
+        let _context = this.io.enter_context(py);
         let written = {
             let st = this.state.borrow(py);
             if !st.writing || st.buffer.is_empty() {
@@ -528,7 +532,7 @@ impl WritePipeTransport {
         watch_peer: bool,
     ) -> PyResult<Self> {
         Ok(WritePipeTransport {
-            io: LoopFd::new(event_loop, fd, true)?,
+            io: LoopFd::new(event_loop, fd, true, None)?,
             is_socket,
             watch_peer,
             state: GilCell::new(WriteState {
@@ -550,7 +554,12 @@ impl WritePipeTransport {
     /// then the waiter's result.
     #[pyo3(signature = (waiter=None))]
     fn _begin(slf: &Bound<'_, Self>, waiter: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        base::begin(slf, slf.get().watch_peer.then_some("_watch_peer"), waiter)
+        base::begin(
+            slf,
+            slf.get().watch_peer.then_some("_watch_peer"),
+            waiter,
+            false,
+        )
     }
 
     fn _watch_peer(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -574,7 +583,7 @@ impl WritePipeTransport {
     fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let chunk = write_chunk(data)?;
+        let chunk = write_chunk(data, false)?;
         let empty = match &chunk {
             Some(chunk) => chunk.as_ref().is_empty(),
             None => !data.is_truthy()?,
@@ -747,6 +756,7 @@ impl WritePipeTransport {
     }
 
     fn __clear__(&self) {
+        self.io.clear_context();
         let taken = self
             .state
             .try_borrow_mut_unguarded()

@@ -19,6 +19,7 @@ use super::base::{
 };
 use super::flow_control::FlowControl;
 use super::report::log_transport;
+use super::versions;
 use super::write_buffer::WriteBuffer;
 use crate::core::event_loop::LoopCore;
 use crate::core::gil_cell::GilCell;
@@ -103,6 +104,9 @@ pub struct State {
     eof: bool,
     /// Set when connection_lost is scheduled; counts writes attempted after that.
     conn_lost: u32,
+    /// A strided memoryview was written behind waiting data (see `Facts`): the next flush
+    /// fails, as asyncio's sendmsg() of its buffer does.
+    unsendable: bool,
     /// sendfile in progress: completed when the write buffer is empty.
     empty_waiter: Option<Py<PyAny>>,
 }
@@ -256,6 +260,7 @@ impl StreamTransport {
                 return Ok(());
             }
         }
+        let _context = this.io.enter_context(py);
         match this.read_once(py) {
             ReadOutcome::NotReady => Ok(()),
             ReadOutcome::Data(data) => {
@@ -334,24 +339,30 @@ impl StreamTransport {
         // SAFETY: registered only with a StreamTransport target.
         let slf = unsafe { target.cast_unchecked::<StreamTransport>() };
         let this = slf.get();
+        let _context = this.io.enter_context(py);
         let sent = {
             let st = this.state.borrow(py);
             if st.conn_lost > 0 || st.buffer.is_empty() {
                 return Ok(());
             }
-            st.buffer.write_to(this.io.fd(py), true)
+            if st.unsendable {
+                Err(PyBufferError::new_err(NOT_CONTIGUOUS))
+            } else {
+                match st.buffer.write_to(this.io.fd(py), true) {
+                    Err(e) if sys::would_block(&e) => return Ok(()),
+                    sent => sent.map_err(os_error),
+                }
+            }
         };
         match sent {
             Ok(n) => {
                 let written = this.state.borrow_mut(py).buffer.consume(n);
                 drop(written);
             }
-            Err(e) if sys::would_block(&e) => return Ok(()),
-            Err(e) => {
+            Err(err) => {
                 StreamTransport::stop_writing(slf);
                 let dropped = this.state.borrow_mut(py).buffer.take_all();
                 drop(dropped);
-                let err = os_error(e);
                 let exc = err.clone_ref(py).into_value(py);
                 base::fatal_error(slf, err, "Fatal write error on socket transport")?;
                 let waiter = this
@@ -470,7 +481,13 @@ impl StreamTransport {
             sock.bind(py).call_method0("close")?;
         }
         if let Some(server) = server {
-            server.bind(py).call_method0("_detach")?;
+            let wrapper = this
+                .state
+                .borrow(py)
+                .wrapper
+                .as_ref()
+                .map(|w| w.clone_ref(py));
+            server.bind(py).call_method1("_detach", (wrapper,))?;
         }
         if let Some(waiter) = waiter {
             // A failed write may have completed it already (asyncio would raise
@@ -486,11 +503,12 @@ impl StreamTransport {
 
 #[pymethods]
 impl StreamTransport {
-    /// `StreamTransport(loop, wrapper, sock, protocol, server, users_sock)`; the wrapper
-    /// calls `_begin`. `users_sock`: the caller keeps `sock` (the transport then works on a
-    /// duplicate of its fd, see `LoopFd`).
+    /// `StreamTransport(loop, wrapper, sock, protocol, server, users_sock, context)`; the
+    /// wrapper calls `_begin`. `users_sock`: the caller keeps `sock` (the transport then works
+    /// on a duplicate of its fd, see `LoopFd`). `context`: where the protocol's callbacks run
+    /// (None: a copy of the current context).
     #[new]
-    #[pyo3(signature = (event_loop, wrapper, sock, protocol, server=None, users_sock=true))]
+    #[pyo3(signature = (event_loop, wrapper, sock, protocol, server=None, users_sock=true, context=None))]
     fn new(
         event_loop: &Bound<'_, LoopCore>,
         wrapper: &Bound<'_, PyAny>,
@@ -498,10 +516,11 @@ impl StreamTransport {
         protocol: &Bound<'_, PyAny>,
         server: Option<&Bound<'_, PyAny>>,
         users_sock: bool,
+        context: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let fd = fileobj_number(sock)?.for_registering()?;
         let transport = StreamTransport {
-            io: LoopFd::new(event_loop, fd, users_sock)?,
+            io: LoopFd::new(event_loop, fd, users_sock, context)?,
             state: GilCell::new(State {
                 wrapper: Some(wrapper.clone().unbind()),
                 sock: Some(sock.clone().unbind()),
@@ -512,6 +531,7 @@ impl StreamTransport {
                 lifecycle: Lifecycle::default(),
                 eof: false,
                 conn_lost: 0,
+                unsendable: false,
                 empty_waiter: None,
             }),
         };
@@ -523,14 +543,20 @@ impl StreamTransport {
     #[pyo3(signature = (waiter=None))]
     fn _begin(slf: &Bound<'_, Self>, waiter: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         let py = slf.py();
-        let server = {
+        let (server, wrapper) = {
             let st = slf.get().state.borrow(py);
-            st.server.as_ref().map(|s| s.clone_ref(py))
+            (
+                st.server.as_ref().map(|s| s.clone_ref(py)),
+                st.wrapper.as_ref().map(|w| w.clone_ref(py)),
+            )
         };
         if let Some(server) = server {
-            server.bind(py).call_method0("_attach")?;
+            // The server keeps the transport the protocol sees (weakly): close_clients() and
+            // abort_clients() go through it, and wait_closed() waits until it is gone.
+            server.bind(py).call_method1("_attach", (wrapper,))?;
         }
-        base::begin(slf, Some("_start_reading"), waiter)
+        let made_in_context = versions::facts(py)?.connection_made_in_context;
+        base::begin(slf, Some("_start_reading"), waiter, made_in_context)
     }
 
     fn _call_connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
@@ -541,7 +567,9 @@ impl StreamTransport {
     fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let chunk = write_chunk(data)?;
+        let facts = versions::facts(py)?;
+        let queue_any_view = facts.write_queues_any_view;
+        let chunk = write_chunk(data, facts.write_error_names_types)?;
         let empty = match &chunk {
             Some(chunk) => chunk.as_ref().is_empty(),
             None => !data.is_truthy()?,
@@ -571,9 +599,14 @@ impl StreamTransport {
             }
             if chunk.is_none() {
                 // A strided memoryview: asyncio's send() of it fails with BufferError, a
-                // fatal error of the transport; with data already waiting, asyncio's buffer
-                // refuses it with TypeError instead.
+                // fatal error of the transport. With data already waiting, asyncio 3.11's
+                // bytearray buffer refuses it with TypeError; later ones queue it, and the
+                // flush that reaches it fails.
                 let waiting = !st.buffer.is_empty();
+                if waiting && queue_any_view {
+                    st.unsendable = true;
+                    return Ok(());
+                }
                 drop(st);
                 if waiting {
                     return Err(PyTypeError::new_err(NOT_CONTIGUOUS_WRITE));
@@ -655,9 +688,20 @@ impl StreamTransport {
     /// Closes the socket without telling the protocol (the wrapper's `__del__`, after its
     /// ResourceWarning, for a transport nobody closed).
     fn _release(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
         base::retire(slf);
-        let sock = slf.get().state.borrow_mut(slf.py()).sock.take();
-        base::release_socket(slf, sock)
+        let (sock, server, wrapper) = {
+            let mut st = slf.get().state.borrow_mut(py);
+            let wrapper = st.wrapper.as_ref().map(|w| w.clone_ref(py));
+            (st.sock.take(), st.server.take(), wrapper)
+        };
+        let released = base::release_socket(slf, sock);
+        if let Some(server) = server {
+            // As asyncio's transport finaliser does: a server waiting in wait_closed() for
+            // its last connection is told this one is gone.
+            server.bind(py).call_method1("_detach", (wrapper,))?;
+        }
+        released
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -685,6 +729,7 @@ impl StreamTransport {
     }
 
     fn __clear__(&self) {
+        self.io.clear_context();
         let taken = self.state.try_borrow_mut_unguarded().map(|mut st| {
             (
                 st.wrapper.take(),
@@ -716,8 +761,9 @@ pub const NOT_CONTIGUOUS_WRITE: &str =
 /// The bytes of a write: a `bytes` object is kept by reference, a mutable buffer is copied
 /// (the caller may change it once write() returns). None for a memoryview that is not
 /// C-contiguous (a strided slice), which cannot be sent as it is: the caller reports it as
-/// asyncio does.
-pub fn write_chunk(data: &Bound<'_, PyAny>) -> PyResult<Option<Chunk>> {
+/// asyncio does. `names_types`: the TypeError for anything else names the three types
+/// accepted (asyncio 3.13 and later, socket transports).
+pub fn write_chunk(data: &Bound<'_, PyAny>, names_types: bool) -> PyResult<Option<Chunk>> {
     if let Ok(bytes) = data.cast::<PyBytes>() {
         let slice = bytes.as_bytes();
         let (ptr, len) = (slice.as_ptr(), slice.len());
@@ -741,8 +787,13 @@ pub fn write_chunk(data: &Bound<'_, PyAny>) -> PyResult<Option<Chunk>> {
         return Ok(Some(Chunk::Owned(bytes.to_vec())));
     }
     let name = data.get_type().name()?;
+    let expected = if names_types {
+        "a bytes, bytearray, or memoryview object"
+    } else {
+        "a bytes-like object"
+    };
     Err(PyTypeError::new_err(format!(
-        "data argument must be a bytes-like object, not {}",
+        "data argument must be {expected}, not {}",
         name.repr()?
     )))
 }

@@ -15,6 +15,7 @@ from compat.classification import (
     METHODS,
     NEW_LOOP,
     NO_LOOP,
+    PRIVATE,
     REPLACED,
     A,
     B,
@@ -66,6 +67,11 @@ CHANGES = [
     }, methods={
         'test_runners.TargetLoop_RunTests.test_loop_factory_default_event_loop':
             (B, "asyncio.run(loop_factory=asyncio.EventLoop) asks for asyncio's own loop"),
+        # Added in a 3.13 bug-fix release (and 3.14): the sibling of
+        # test_remote_shutdown_receives_trailing_data, set (b) since 3.11.
+        'test_ssl.TestSSL.test_remote_shutdown_receives_trailing_data_on_slow_socket':
+            (B, PRIVATE + 'sslproto._test__append_write_backlog; replaces the socket '
+                          "transport's _sock, tests its _read_ready_cb"),
     }),
     # Checked against 3.14.10 on asyncio's own loop. 3.14 also removes the child watchers:
     # their classes are simply no longer found.

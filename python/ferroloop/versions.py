@@ -1,0 +1,65 @@
+"""What each CPython version changed in the asyncio behaviour ferroloop follows: one fact a line.
+
+ferroloop behaves as the asyncio of the interpreter it runs on, so every difference between
+versions is decided here, once, and the code asks for the fact by name. A fact backported to
+a bug-fix release names the first release of each line that has it: ``_since((3, 13, 15),
+(3, 14, 7))`` is true on 3.13.15 and later 3.13 releases, on 3.14.7 and later 3.14 releases,
+and on every version after 3.14 (a fix made on the main line reaches every later version);
+false on 3.13.0-3.13.14, 3.14.0-3.14.6 and on 3.12 and older.
+"""
+
+import sys
+
+
+def _since(*firsts, version=sys.version_info):
+    """True on ``version`` if it is at least the release of its own line named in ``firsts``,
+    or newer than every line named there."""
+    line = tuple(version[:2])
+    for first in firsts:
+        if tuple(first[:2]) == line:
+            return tuple(version[:3]) >= (tuple(first) + (0,))[:3]
+    return line > max(tuple(first[:2]) for first in firsts)
+
+
+# ==== The default executor ==============================================================
+SHUTDOWN_DEFAULT_EXECUTOR_TIMEOUT = _since((3, 12))  # shutdown_default_executor(timeout=)
+
+# ==== Servers and transports ===========================================================
+
+# Servers (asyncio.base_events.Server, create_server, create_unix_server).
+SERVER_WAIT_CLOSED_WAITS_FOR_CONNECTIONS = _since((3, 12))  # also once closed, till they are gone
+SERVER_CLIENTS_API = _since((3, 13))  # Server.close_clients(), Server.abort_clients()
+SERVE_FOREVER_CANCEL_CLOSES_CLIENTS = _since((3, 13, 15), (3, 14, 7))  # gh-123720
+SERVER_KEEPS_CREATION_CONTEXT = _since((3, 15))  # connections start from its creation context
+UNIX_SERVER_CLEANUP_SOCKET = _since((3, 13))  # cleanup_socket=, the socket file unlinked on close
+CREATE_SERVER_KEEP_ALIVE = _since((3, 13))  # create_server(keep_alive=)
+CREATE_SERVER_SKIPS_UNAVAILABLE_ADDRESS = _since((3, 13))  # EADDRNOTAVAIL: that address skipped
+REUSE_PORT_ONLY_FOR_IP = _since((3, 13, 2), (3, 14))  # gh-128916: not set on other families
+BIND_ERROR_SHOWS_ERRNO = _since((3, 13))  # '... on address X: [errno 98] address already in use'
+
+# Stream transports.
+SOCKET_WRITE_QUEUES_ANY_VIEW = _since((3, 12))  # a strided memoryview fails when sent, not written
+SOCKET_WRITE_ERROR_NAMES_TYPES = _since((3, 13))  # 'must be a bytes, bytearray, or memoryview ...'
+CONNECTION_MADE_IN_CONNECTION_CONTEXT = _since((3, 15))  # not in a copy: its set() seen later
+
+# Connections (create_connection, start_tls).
+CREATE_CONNECTION_ALL_ERRORS = _since((3, 12))  # create_connection(all_errors=)
+START_TLS_TAKES_STREAM_BUFFER = _since((3, 13, 13), (3, 14, 4))  # gh-142352
+
+# Datagrams (create_datagram_endpoint and its transport).
+DATAGRAM_TRANSPORT_SUBCLASSES_IT = _since((3, 12))  # asyncio's is an asyncio.DatagramTransport
+DATAGRAM_SOCK_ANY_BUT_STREAM = _since((3, 13))  # sock= of any type but SOCK_STREAM
+DATAGRAM_SENDS_EMPTY = _since((3, 13))  # sendto(b'') sends an empty datagram
+DATAGRAM_BUFFER_COUNTS_HEADERS = _since((3, 13, 6), (3, 14, 1))  # gh-135444: +8 per datagram
+
+# sendfile.
+# gh-150107: the fallback seeks to offset 0 too; the position is set even if nothing was sent.
+SENDFILE_ALWAYS_SEEKS = _since((3, 13, 14), (3, 14, 6))
+
+# Reference cycles through a connection's errors that asyncio fixed. ferroloop's own code has
+# none on any version, but it runs asyncio's staggered_race (happy eyeballs) and TLS protocol,
+# which keep theirs until these releases.
+HAPPY_EYEBALLS_ERRORS_WITHOUT_CYCLE = _since((3, 13, 1))  # gh-124858
+START_TLS_FAILURE_WITHOUT_CYCLE = _since((3, 14, 9), (3, 15, 1))  # gh-159049
+
+# ==== End of servers and transports =====================================================

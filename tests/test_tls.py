@@ -1,0 +1,96 @@
+"""TLS: start_tls() over the native transports, with asyncio's own TLS protocol."""
+
+import asyncio
+import gc
+import socket
+import ssl
+import weakref
+
+import pytest
+
+from conftest import run
+from ferroloop import versions
+
+test_utils = pytest.importorskip('test.test_asyncio.utils')
+
+
+def tls_client_sending_its_hello_with(addr, line):
+    """A blocking TLS client (run in a thread): sends ``line`` and its TLS hello in one
+    segment, completes the handshake, sends b'ping\\n' over TLS; returns what it reads back."""
+    with socket.create_connection(addr, timeout=10) as sock:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = test_utils.simple_client_sslcontext().wrap_bio(incoming, outgoing)
+        try:
+            tls.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        sock.sendall(line + outgoing.read())
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                if outgoing.pending:
+                    sock.sendall(outgoing.read())
+                incoming.write(sock.recv(65536))
+        tls.write(b'ping\n')
+        sock.sendall(outgoing.read())
+        while True:
+            try:
+                return tls.read(1024)
+            except ssl.SSLWantReadError:
+                incoming.write(sock.recv(65536))
+
+
+@pytest.mark.skipif(not versions.START_TLS_TAKES_STREAM_BUFFER,
+                    reason='asyncio 3.13.13 and 3.14.4 fixed it (before: a hang)')
+def test_start_tls_takes_what_the_stream_reader_read_ahead(loop):
+    # A STARTTLS-style server reads a plaintext line; the client's TLS hello came in the same
+    # segment, so the StreamReader holds it already: start_tls() must hand it to TLS.
+    async def main():
+        async def handle(reader, writer):
+            assert await reader.readline() == b'STARTTLS\n'
+            await writer.start_tls(test_utils.simple_server_sslcontext())
+            assert await reader.readline() == b'ping\n'
+            writer.write(b'pong\n')
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, '127.0.0.1', 0)
+        addr = server.sockets[0].getsockname()
+        answer = await loop.run_in_executor(None, tls_client_sending_its_hello_with, addr,
+                                            b'STARTTLS\n')
+        assert answer == b'pong\n'
+        server.close()
+
+    run(loop, main())
+
+
+@pytest.mark.skipif(not versions.START_TLS_FAILURE_WITHOUT_CYCLE,
+                    reason='asyncio 3.14.9 and 3.15.1 fixed the reference cycle (ferroloop '
+                           "has none of its own, but asyncio's TLS protocol of 3.11 has one)")
+def test_a_failed_start_tls_leaves_no_reference_cycle(loop):
+    async def main():
+        server = await loop.create_server(asyncio.Protocol, '127.0.0.1', 0,
+                                          ssl=test_utils.simple_server_sslcontext())
+        transport, protocol = await loop.create_connection(asyncio.Protocol,
+                                                           *server.sockets[0].getsockname())
+        raw = weakref.ref(transport)
+        verifying = test_utils.simple_client_sslcontext(disable_verify=False)
+        try:
+            await loop.start_tls(transport, protocol, verifying, server_hostname='')
+        except ssl.SSLCertVerificationError:
+            pass  # a self-signed certificate
+        else:
+            pytest.fail('the handshake succeeded')
+        del transport, protocol
+        await asyncio.sleep(0.01)  # connection_lost has run: the loop lets go of it
+        # Freed by reference counting alone: no cycle through the exception.
+        assert raw() is None
+        server.close()
+
+    gc.disable()
+    try:
+        run(loop, main())
+    finally:
+        gc.enable()
