@@ -2,7 +2,10 @@
 
 import concurrent.futures
 import threading
-from asyncio import futures
+import warnings
+from asyncio import futures, timeouts
+
+from . import versions
 
 
 class ExecutorMixin:
@@ -41,19 +44,47 @@ class ExecutorMixin:
             raise TypeError('executor must be ThreadPoolExecutor instance')
         self._default_executor = executor
 
-    async def shutdown_default_executor(self):
-        """Wait for the default executor's threads to finish, without blocking the loop."""
+    if versions.SHUTDOWN_EXECUTOR_TAKES_TIMEOUT:
+        async def shutdown_default_executor(self, timeout=None):
+            """Wait for the default executor's threads to finish, without blocking the loop.
+
+            After ``timeout`` seconds (None: no limit) stop waiting: warn, and let the threads
+            finish on their own."""
+            executor = self._default_executor
+            thread, done = self._start_executor_shutdown()
+            if thread is None:
+                return
+            try:
+                async with timeouts.timeout(timeout):
+                    await done
+            except TimeoutError:
+                warnings.warn(f'The executor did not finishing joining its threads within '
+                              f'{timeout} seconds.', RuntimeWarning, stacklevel=2)
+                executor.shutdown(wait=False)
+            else:
+                thread.join()
+    else:
+        async def shutdown_default_executor(self):
+            """Wait for the default executor's threads to finish, without blocking the loop."""
+            thread, done = self._start_executor_shutdown()
+            if thread is None:
+                return
+            try:
+                await done
+            finally:
+                thread.join()
+
+    def _start_executor_shutdown(self):
+        """Shuts the default executor down in a thread of its own: (thread, future done when
+        it is), or (None, None) if there is no executor to shut down."""
         self._executor_shutdown_called = True
         executor = self._default_executor
         if executor is None:
-            return
+            return None, None
         done = self.create_future()
         thread = threading.Thread(target=self._shutdown_executor_in_thread, args=(executor, done))
         thread.start()
-        try:
-            await done
-        finally:
-            thread.join()
+        return thread, done
 
     def _shutdown_executor_in_thread(self, executor, done):
         try:

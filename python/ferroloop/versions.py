@@ -1,0 +1,25 @@
+"""What each CPython version asks of the loop, one fact a line.
+
+asyncio's own loop is the target on every version, and asyncio changes between versions. Every
+difference ferroloop knows of is stated here and nowhere else: other modules (and the Rust core,
+through ``src/core/versions.rs``) test these facts, never ``sys.version_info``. Each fact names
+the version that brought the change; a fact with no remaining version below it can go, with
+the code it selects.
+"""
+
+import sys
+
+_RUNNING = sys.version_info[:2]
+
+# ---------------------------------------------------------------------------------------------
+# The loop's runtime: scheduling, handles, tasks, the executor, the exception handler,
+# subprocesses, policies.
+# ---------------------------------------------------------------------------------------------
+
+# 3.12: shutdown_default_executor(timeout=None), which asyncio.run() and Runner.close() pass;
+# 3.11's takes no argument.
+SHUTDOWN_EXECUTOR_TAKES_TIMEOUT = _RUNNING >= (3, 12)
+
+# 3.12 (gh-96704): a custom exception handler runs in the context of the failing task, future
+# or handle.
+EXCEPTION_HANDLER_IN_CONTEXT = _RUNNING >= (3, 12)
