@@ -23,3 +23,12 @@ SHUTDOWN_EXECUTOR_TAKES_TIMEOUT = _RUNNING >= (3, 12)
 # 3.12 (gh-96704): a custom exception handler runs in the context of the failing task, future
 # or handle.
 EXCEPTION_HANDLER_IN_CONTEXT = _RUNNING >= (3, 12)
+
+# How create_task() hands its keywords on to Task or to the task factory:
+#   'name-context' (3.11, 3.12): only name= and context=; the factory gets context= alone, and
+#                  only when given; the task is named afterwards, if a name was given.
+#   'set-name'     (3.13): any keyword; the factory gets all but name= (context= when not
+#                  None), then task.set_name(name) is called, even with None.
+#   'kwargs'       (3.14): any keyword, passed on unchanged to Task or to the factory.
+CREATE_TASK_KEYWORDS = ('name-context' if _RUNNING < (3, 13)
+                        else 'set-name' if _RUNNING < (3, 14) else 'kwargs')

@@ -11,3 +11,4 @@ pub mod run;
 pub mod scheduling;
 pub mod stdlib;
 pub mod timer_heap;
+pub mod versions;

@@ -47,9 +47,6 @@ cached_attr!(
 cached_attr!(
     /// `asyncio.futures._set_result_unless_cancelled(fut, result)`.
     set_result_unless_cancelled, "asyncio.futures", "_set_result_unless_cancelled");
-cached_attr!(
-    /// `asyncio.tasks._set_task_name(task, name)`: names a task made by a custom factory.
-    set_task_name, "asyncio.tasks", "_set_task_name");
 
 cached_attr!(
     /// `socket.socket`, the class of nearly every socket a program hands the loop.
