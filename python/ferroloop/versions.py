@@ -32,3 +32,7 @@ EXCEPTION_HANDLER_IN_CONTEXT = _RUNNING >= (3, 12)
 #   'kwargs'       (3.14): any keyword, passed on unchanged to Task or to the factory.
 CREATE_TASK_KEYWORDS = ('name-context' if _RUNNING < (3, 13)
                         else 'set-name' if _RUNNING < (3, 14) else 'kwargs')
+
+# 3.13: a handle's repr and "Exception in callback" messages show the callback's arguments
+# only in debug mode (they may hold secrets): _format_callback_source takes debug=.
+CALLBACK_ARGS_ONLY_IN_DEBUG = _RUNNING >= (3, 13)

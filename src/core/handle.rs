@@ -10,6 +10,7 @@ use super::event_loop::LoopCore;
 use super::gil_cell::{GilCell, GilFlag};
 use super::handle_context::HandleContext;
 use super::stdlib;
+use super::versions;
 use crate::errors::is_fatal_signal;
 
 struct Callback {
@@ -214,7 +215,7 @@ impl Handle {
             .as_ref()
             .map(|cb| (cb.callback.clone_ref(py), cb.args.clone_ref(py)));
         if let Some((callback, args)) = callback {
-            let text = stdlib::format_callback_source(py)?.call1((callback, args))?;
+            let text = format_callback(this.loop_.bind(py), callback.bind(py), args.bind(py))?;
             info.push(text.extract::<String>()?);
         }
         if let Some(created) = created_at(py, &this.source_traceback)? {
@@ -260,6 +261,23 @@ pub fn call_in_context(
     }
 }
 
+/// How asyncio names `callback(*args)` in a handle's repr and in error messages: its name, its
+/// arguments (from 3.13 on, in debug mode only) and where it was defined.
+fn format_callback<'py>(
+    loop_: &Bound<'py, LoopCore>,
+    callback: &Bound<'py, PyAny>,
+    args: &Bound<'py, PyTuple>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = loop_.py();
+    let format = stdlib::format_callback_source(py)?;
+    if !versions::callback_args_only_in_debug(py)? {
+        return format.call1((callback, args));
+    }
+    let kwargs = PyDict::new(py);
+    kwargs.set_item(pyo3::intern!(py, "debug"), loop_.get().debug_enabled(py))?;
+    format.call((callback, args), Some(&kwargs))
+}
+
 fn report_callback_error(
     py: Python<'_>,
     err: PyErr,
@@ -272,7 +290,7 @@ fn report_callback_error(
         return RunOutcome::Propagate(err);
     }
     let result = (|| -> PyResult<()> {
-        let source = stdlib::format_callback_source(py)?.call1((callback, args))?;
+        let source = format_callback(this.loop_.bind(py), callback.bind(py), args.bind(py))?;
         let context = PyDict::new(py);
         context.set_item("message", format!("Exception in callback {source}"))?;
         context.set_item("exception", err.clone_ref(py).into_value(py))?;

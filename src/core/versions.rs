@@ -38,3 +38,11 @@ pub fn create_task_keywords(py: Python<'_>) -> PyResult<CreateTaskKeywords> {
     })
     .copied()
 }
+
+/// `versions.CALLBACK_ARGS_ONLY_IN_DEBUG`: whether asyncio's callback formatting takes
+/// `debug=`, and shows the arguments only when it is true.
+pub fn callback_args_only_in_debug(py: Python<'_>) -> PyResult<bool> {
+    static CELL: PyOnceLock<bool> = PyOnceLock::new();
+    CELL.get_or_try_init(py, || fact(py, "CALLBACK_ARGS_ONLY_IN_DEBUG")?.is_truthy())
+        .copied()
+}
