@@ -36,3 +36,7 @@ CREATE_TASK_KEYWORDS = ('name-context' if _RUNNING < (3, 13)
 # 3.13: a handle's repr and "Exception in callback" messages show the callback's arguments
 # only in debug mode (they may hold secrets): _format_callback_source takes debug=.
 CALLBACK_ARGS_ONLY_IN_DEBUG = _RUNNING >= (3, 13)
+
+# 3.14: while a call_soon_threadsafe() callback runs, its handle's cancel() and cancelled()
+# called from another thread wait for the end of the run (asyncio's _ThreadSafeHandle).
+THREADSAFE_HANDLE_WAITS_FOR_ITS_RUN = _RUNNING >= (3, 14)

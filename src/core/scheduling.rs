@@ -200,7 +200,11 @@ impl LoopCore {
         let this = slf.get();
         this.check_closed(py)?;
         check_callback(py, &callback, "call_soon_threadsafe", this.debug.get(py))?;
-        let handle = new_untracked(py, LoopCore::new_handle(slf, callback, args, context)?)?;
+        let mut handle = LoopCore::new_handle(slf, callback, args, context)?;
+        if versions::threadsafe_handle_waits_for_its_run(py)? {
+            handle = handle.waited_for_by_other_threads();
+        }
+        let handle = new_untracked(py, handle)?;
         this.push_ready(py, handle.clone_ref(py));
         this.wake(py);
         Ok(handle)

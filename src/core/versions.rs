@@ -46,3 +46,13 @@ pub fn callback_args_only_in_debug(py: Python<'_>) -> PyResult<bool> {
     CELL.get_or_try_init(py, || fact(py, "CALLBACK_ARGS_ONLY_IN_DEBUG")?.is_truthy())
         .copied()
 }
+
+/// `versions.THREADSAFE_HANDLE_WAITS_FOR_ITS_RUN`: whether `call_soon_threadsafe`'s handles
+/// make other threads' `cancel()`/`cancelled()` wait while they run.
+pub fn threadsafe_handle_waits_for_its_run(py: Python<'_>) -> PyResult<bool> {
+    static CELL: PyOnceLock<bool> = PyOnceLock::new();
+    CELL.get_or_try_init(py, || {
+        fact(py, "THREADSAFE_HANDLE_WAITS_FOR_ITS_RUN")?.is_truthy()
+    })
+    .copied()
+}

@@ -15,6 +15,7 @@ from compat.classification import (
     METHODS,
     NEW_LOOP,
     NO_LOOP,
+    PRIVATE,
     REPLACED,
     A,
     B,
@@ -103,6 +104,16 @@ CHANGES = [
                              'or in the child process, where the guard cannot see')),
             'PidfdChildWatcherTests': (B, 'the stdlib pidfd watcher'),
         },
+    }, methods={
+        # Each asserts, in a thread, isinstance(handle, asyncio.events._ThreadSafeHandle): a
+        # private class that only asyncio's own loop can hand out (its assertion failing in
+        # that thread, the loop is never stopped and the test hangs). What the handle does,
+        # cancel() and cancelled() from another thread waiting while its callback runs, is
+        # tested on both loops in tests/test_threadsafe.py.
+        **{f'test_events.TargetLoop_EventLoopTests.test_call_soon_threadsafe_handle_{name}':
+           (B, PRIVATE + 'the handle is asserted to be an events._ThreadSafeHandle')
+           for name in ('block_check_cancelled', 'block_cancellation', 'cancel_same_thread',
+                        'cancel_other_thread')},
     }, generated={
         'test_events': {
             'TargetLoop_UnixPipeObjectSupportTests': Generated(
