@@ -40,3 +40,23 @@ CALLBACK_ARGS_ONLY_IN_DEBUG = _RUNNING >= (3, 13)
 # 3.14: while a call_soon_threadsafe() callback runs, its handle's cancel() and cancelled()
 # called from another thread wait for the end of the run (asyncio's _ThreadSafeHandle).
 THREADSAFE_HANDLE_WAITS_FOR_ITS_RUN = _RUNNING >= (3, 14)
+
+# ---------------------------------------------------------------------------------------------
+# asyncio's own loop where it departs from what ferroloop does on every version, for the tests
+# that run on both loops (tests/conftest.py's expect_asyncio_bug): ferroloop never reads these.
+# ---------------------------------------------------------------------------------------------
+
+# Before 3.13: kill() goes through Popen.send_signal, whose poll() may reap an exited child
+# behind the child watcher's back (which then reports return code 255).
+ASYNCIO_KILL_MAY_REAP_THE_CHILD = _RUNNING < (3, 13)
+
+# 3.13 (fixed in 3.14, gh-127049): kill() signals the pid the child watcher has reaped, until
+# the exit is published an iteration later.
+ASYNCIO_KILL_SIGNALS_A_REAPED_PID = _RUNNING == (3, 13)
+
+# 3.12 on: the pidfd child watcher's fds stay open in a loop closed before its children exit.
+ASYNCIO_PIDFDS_OUTLIVE_THE_LOOP = _RUNNING >= (3, 12)
+
+# 3.13 on: a NaN deadline reaches the selector as a NaN timeout, and run_forever() fails with
+# ValueError (before, the timer ran at once).
+ASYNCIO_NAN_DEADLINE_BREAKS_THE_LOOP = _RUNNING >= (3, 13)
