@@ -1,9 +1,11 @@
 """``python -m ferroloop script.py [args...]`` / ``python -m ferroloop -m module [args...]``:
 run an unmodified asyncio program on ferroloop.
 
-The policy is installed before the program starts, so its ``asyncio.run()``,
-``asyncio.new_event_loop()`` and ``asyncio.Runner()`` make ferroloop loops. ``sys.argv`` and
-``sys.path[0]`` are what the program would see if run directly.
+ferroloop's event loop policy is set before the program starts, so its ``asyncio.run()``,
+``asyncio.new_event_loop()`` and ``asyncio.Runner()`` make ferroloop loops, exactly as they
+would make asyncio's (a policy is asyncio's only hook for the loop of code that names none).
+Python 3.14 deprecates policies, but the program uses none: nothing warns unless it sets one
+itself. ``sys.argv`` and ``sys.path[0]`` are what the program would see if run directly.
 """
 
 import importlib.util
@@ -11,7 +13,7 @@ import os
 import runpy
 import sys
 
-from .policy import install
+from .policy import _set_policy
 
 USAGE = 'usage: python -m ferroloop script.py [args...] | python -m ferroloop -m module [args...]'
 
@@ -20,7 +22,7 @@ def main(argv):
     if not argv or argv[0] in ('-h', '--help'):
         print(USAGE, file=sys.stderr if not argv else sys.stdout)
         return 2 if not argv else 0
-    install()
+    _set_policy()
     if argv[0] == '-m':
         if len(argv) < 2:
             print(USAGE, file=sys.stderr)

@@ -8,6 +8,7 @@ the code it selects.
 """
 
 import sys
+from asyncio import coroutines, events, unix_events
 
 _RUNNING = sys.version_info[:2]
 
@@ -40,6 +41,22 @@ CALLBACK_ARGS_ONLY_IN_DEBUG = _RUNNING >= (3, 13)
 # 3.14: while a call_soon_threadsafe() callback runs, its handle's cancel() and cancelled()
 # called from another thread wait for the end of the run (asyncio's _ThreadSafeHandle).
 THREADSAFE_HANDLE_WAITS_FOR_ITS_RUN = _RUNNING >= (3, 14)
+
+# 3.14: event loop policies are deprecated (removal due in 3.16): set_event_loop_policy() and
+# the policy classes warn.
+POLICIES_DEPRECATED = _RUNNING >= (3, 14)
+# ... and asyncio itself reaches them through private names that do not warn.
+DefaultEventLoopPolicy = (unix_events._DefaultEventLoopPolicy if POLICIES_DEPRECATED
+                          else unix_events.DefaultEventLoopPolicy)
+set_event_loop_policy = (events._set_event_loop_policy if POLICIES_DEPRECATED
+                         else events.set_event_loop_policy)
+get_event_loop_policy = (events._get_event_loop_policy if POLICIES_DEPRECATED
+                         else events.get_event_loop_policy)
+
+# 3.14: asyncio.iscoroutinefunction() warns (deprecated); asyncio's own checks use the private
+# function behind it, which every version has under one of these names.
+iscoroutinefunction = (coroutines._iscoroutinefunction if _RUNNING >= (3, 14)
+                       else coroutines.iscoroutinefunction)
 
 # ---------------------------------------------------------------------------------------------
 # asyncio's own loop where it departs from what ferroloop does on every version, for the tests

@@ -35,8 +35,9 @@ cached_attr!(
     /// `asyncio.coroutines.iscoroutine`.
     iscoroutine, "asyncio.coroutines", "iscoroutine");
 cached_attr!(
-    /// `asyncio.coroutines.iscoroutinefunction`.
-    iscoroutinefunction, "asyncio.coroutines", "iscoroutinefunction");
+    /// The running version's `asyncio.coroutines.iscoroutinefunction` (3.14 deprecates the
+    /// public name; `ferroloop.versions` picks the one asyncio's own checks use).
+    iscoroutinefunction, "ferroloop.versions", "iscoroutinefunction");
 cached_attr!(
     /// `sys._getframe`, for debug-mode source tracebacks.
     sys_getframe, "sys", "_getframe");
