@@ -64,6 +64,13 @@ CHANGES = [
         },
         'test_server': {'UnixServerCleanupTests': (A, ISOLATED)},
         'test_staggered': {'StaggeredTests': (A, ISOLATED)},
+        # In 3.13's later bug-fix releases (3.13.18 has it) as in 3.14.
+        'test_taskgroups': {
+            # TestTaskGroup names asyncio.EventLoop as its loop_factory, which routing.py
+            # replaces; this one builds asyncio.EventLoop() itself, for the same tests.
+            'TestEagerTaskTaskGroup': (B, ('its loop_factory builds asyncio.EventLoop() itself; '
+                                           'TestTaskGroup runs its tests on the loop under test')),
+        },
     }, methods={
         'test_runners.TargetLoop_RunTests.test_loop_factory_default_event_loop':
             (B, "asyncio.run(loop_factory=asyncio.EventLoop) asks for asyncio's own loop"),
@@ -89,12 +96,6 @@ CHANGES = [
         'test_graph': {
             'TestCallStackC': (A, 'the task call graph; ' + ISOLATED),
             'TestCallStackPy': (B, PY_SWAP),
-        },
-        'test_taskgroups': {
-            # TestTaskGroup names asyncio.EventLoop as its loop_factory, which routing.py
-            # replaces; this one builds asyncio.EventLoop() itself, for the same tests.
-            'TestEagerTaskTaskGroup': (B, ('its loop_factory builds asyncio.EventLoop() itself; '
-                                           'TestTaskGroup runs its tests on the loop under test')),
         },
         'test_tools': {name: (B, 'asyncio.tools, the ps/pstree commands; ' + NO_LOOP) for name in (
             'TestAsyncioToolsBasic', 'TestAsyncioToolsEdgeCases', 'TestAsyncioToolsTable',
