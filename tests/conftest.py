@@ -10,6 +10,7 @@ import threading
 import pytest
 
 import ferroloop
+from ferroloop import versions
 
 LOOP_FACTORIES = {
     'asyncio': asyncio.SelectorEventLoop,
@@ -38,6 +39,14 @@ def pytest_collection_finish(session):
 @pytest.fixture(params=list(LOOP_FACTORIES))
 def loop_name(request):
     return request.param
+
+
+def expect_asyncio_bug(request, loop_name, fact, strict=True):
+    """Marks this test an expected failure on asyncio's loop where the running version's
+    asyncio departs from the behaviour the test pins: where ``ferroloop.versions.<fact>``
+    (one of its ASYNCIO_* facts) is true."""
+    if getattr(versions, fact) and loop_name == 'asyncio':
+        request.applymarker(pytest.mark.xfail(reason=f'asyncio: versions.{fact}', strict=strict))
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Debug mode: switching it, PYTHONASYNCIODEBUG, slow callbacks, the thread check."""
 
 import asyncio
+import functools
 import gc
 import logging
 import os
@@ -14,6 +15,7 @@ from asyncio import format_helpers
 import pytest
 
 from conftest import call_from_thread, run_one_iteration
+from ferroloop import versions
 
 THREAD_ERROR = 'Non-thread-safe operation invoked on an event loop other than the current one'
 
@@ -217,15 +219,22 @@ def _callback(a):
     pass
 
 
+def shown_args(debug, text):
+    """What a callback's arguments look like in a repr: themselves, but from 3.13 on only in
+    debug mode (else ``()``)."""
+    return text if debug or not versions.CALLBACK_ARGS_ONLY_IN_DEBUG else '()'
+
+
 @pytest.mark.parametrize('debug', [False, True])
 def test_handle_reprs_before_and_after_cancel(loop, debug):
     loop.set_debug(debug)
     handle = loop.call_soon(_callback, 1)
     timer = loop.call_at(10.5, _callback, 2)
-    source = format_helpers._format_callback_source(_callback, (1,))
+    where = f' at {__file__}:{_callback.__code__.co_firstlineno}'
     created = f' created at {__file__}:' if debug else ''
-    assert repr(handle).startswith(f'<Handle {source}{created}')
-    assert repr(timer).startswith('<TimerHandle when=10.5 _callback(2) at ')
+    assert repr(handle).startswith(f'<Handle _callback{shown_args(debug, "(1)")}{where}{created}')
+    assert repr(timer).startswith(f'<TimerHandle when=10.5 _callback{shown_args(debug, "(2)")}'
+                                  f'{where}')
     before = repr(handle), repr(timer)
     handle.cancel()
     timer.cancel()
@@ -236,3 +245,46 @@ def test_handle_reprs_before_and_after_cancel(loop, debug):
     else:
         assert repr(handle) == '<Handle cancelled>'
         assert repr(timer) == '<TimerHandle cancelled when=10.5>'
+
+
+def test_handle_repr_follows_the_loops_debug_mode_of_the_moment(loop):
+    # 3.13+: the arguments show while the loop is in debug mode, whenever the handle was made.
+    handle = loop.call_soon(_callback, 'secret')
+    outside_debug = '_callback' + shown_args(False, "('secret')")
+    assert outside_debug in repr(handle)
+    loop.set_debug(True)
+    assert "_callback('secret')" in repr(handle)
+    loop.set_debug(False)
+    assert outside_debug in repr(handle)
+    handle.cancel()
+
+
+def test_handle_repr_shortens_long_arguments_and_unwraps_partials(loop):
+    loop.set_debug(True)
+    long_text = 'x' * 100
+    handle = loop.call_soon(functools.partial(_callback, long_text))
+    handle2 = loop.call_soon(_callback, list(range(50)))
+    expected = format_helpers._format_callback_source(
+        functools.partial(_callback, long_text), (),
+        **({'debug': True} if versions.CALLBACK_ARGS_ONLY_IN_DEBUG else {}))
+    assert repr(handle).startswith(f'<Handle {expected} created at ')
+    assert "_callback('xxxxxxxxx" in repr(handle) and '...' in repr(handle)
+    assert '_callback([0, 1, 2, 3, 4, 5, ...])' in repr(handle2)
+    handle.cancel()
+    handle2.cancel()
+
+
+@pytest.mark.parametrize('debug', [False, True])
+def test_exception_in_callback_message_shows_arguments_as_the_repr_does(loop, debug):
+    loop.set_debug(debug)
+    reports = []
+    loop.set_exception_handler(lambda lp, ctx: reports.append(ctx))
+
+    def failing(value):
+        raise ZeroDivisionError(value)
+
+    loop.call_soon(failing, 42)
+    run_one_iteration(loop)
+    message = reports[0]['message']
+    assert message.startswith(f'Exception in callback {failing.__qualname__}'
+                              f'{shown_args(debug, "(42)")} at {__file__}:')

@@ -1,6 +1,7 @@
 """The loop's exception handler: set/get, the default handler's log, failing handlers."""
 
 import asyncio
+import contextvars
 import gc
 import logging
 from asyncio import format_helpers
@@ -9,6 +10,7 @@ from unittest import mock
 import pytest
 
 from conftest import run_one_iteration
+from ferroloop import versions
 
 
 def boom():
@@ -193,3 +195,83 @@ def test_debug_handle_traceback_is_logged_for_errors_reported_inside_a_callback(
                                   'handle_traceback: Handle created at (most recent call last):\n')
     assert 'test_exception_handler.py' in messages[0]
     assert loop._current_handle is None
+
+
+# 3.12 (gh-96704): a custom handler runs in the context of the task, future or handle it
+# reports on; before, in whatever context the report was made from.
+
+culprit_var = contextvars.ContextVar('culprit_var', default='outside')
+
+
+def expected_context_value(inside):
+    return inside if versions.EXCEPTION_HANDLER_IN_CONTEXT else 'outside'
+
+
+def test_handler_runs_in_the_failing_callbacks_context(loop):
+    seen = []
+    loop.set_exception_handler(lambda lp, ctx: seen.append(culprit_var.get()))
+
+    def callback():
+        culprit_var.set('callback')
+        raise ZeroDivisionError
+
+    loop.call_soon(callback)
+    run_one_iteration(loop)
+    assert seen == [expected_context_value('callback')]
+
+
+def test_handler_runs_in_the_context_of_a_task_whose_exception_was_never_retrieved(loop):
+    seen = []
+    loop.set_exception_handler(lambda lp, ctx: seen.append((culprit_var.get(), 'task' in ctx
+                                                            or 'future' in ctx)))
+
+    async def failing():
+        culprit_var.set('task')
+        raise ZeroDivisionError
+
+    task = loop.create_task(failing())
+    run_one_iteration(loop)
+    assert task.done()
+    del task
+    gc.collect()
+    assert seen == [(expected_context_value('task'), True)]
+
+
+def test_handler_runs_in_the_context_given_with_call_soon(loop):
+    seen = []
+    loop.set_exception_handler(lambda lp, ctx: seen.append(culprit_var.get()))
+    context = contextvars.copy_context()
+    context.run(culprit_var.set, 'given')
+    loop.call_soon(boom, context=context)
+    run_one_iteration(loop)
+    assert seen == [expected_context_value('given')]
+
+
+def test_handler_for_a_report_without_culprit_runs_where_it_is_called(loop):
+    seen = []
+    loop.set_exception_handler(lambda lp, ctx: seen.append(culprit_var.get()))
+    context = contextvars.copy_context()
+    context.run(culprit_var.set, 'caller')
+    context.run(loop.call_exception_handler, {'message': 'no culprit'})
+    assert seen == ['caller']
+
+
+def test_handler_cannot_enter_a_context_already_entered(loop, caplog):
+    # Reporting on the running task from inside it: its context is the current one, and a
+    # context cannot be entered twice, so (3.12+) the handler fails and the default handler
+    # logs that; before 3.12 the handler simply runs.
+    seen = []
+    loop.set_exception_handler(lambda lp, ctx: seen.append(culprit_var.get()))
+
+    async def main():
+        culprit_var.set('running')
+        loop.call_exception_handler({'message': 'about me', 'task': asyncio.current_task()})
+
+    with caplog.at_level(logging.ERROR, logger='asyncio'):
+        loop.run_until_complete(main())
+    if versions.EXCEPTION_HANDLER_IN_CONTEXT:
+        assert seen == []
+        assert 'Unhandled error in exception handler' in caplog.text
+        assert 'RuntimeError' in caplog.text
+    else:
+        assert seen == ['running']

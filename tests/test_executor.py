@@ -4,8 +4,12 @@ import asyncio
 import concurrent.futures
 import contextvars
 import threading
+import time
+import warnings
 
 import pytest
+
+from ferroloop import versions
 
 var = contextvars.ContextVar('var', default='default')
 
@@ -139,3 +143,69 @@ def test_asyncio_run_shuts_the_default_executor_down(loop_factory):
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(main())
     assert executors[0]._shutdown
+
+
+# 3.12: shutdown_default_executor(timeout=None), which asyncio.run and Runner.close pass.
+
+needs_timeout = pytest.mark.skipif(not versions.SHUTDOWN_EXECUTOR_TAKES_TIMEOUT,
+                                   reason='shutdown_default_executor takes a timeout from 3.12 on')
+
+
+@pytest.mark.skipif(versions.SHUTDOWN_EXECUTOR_TAKES_TIMEOUT,
+                    reason="3.11's shutdown_default_executor takes no timeout")
+def test_shutdown_default_executor_takes_no_timeout_on_3_11(loop):
+    with pytest.raises(TypeError):
+        loop.run_until_complete(loop.shutdown_default_executor(1))
+
+
+@needs_timeout
+def test_shutdown_default_executor_with_a_timeout_that_is_not_reached(loop):
+    loop.run_until_complete(loop.run_in_executor(None, time.sleep, 0.01))
+    executor = loop._default_executor
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        loop.run_until_complete(loop.shutdown_default_executor(timeout=30))
+        loop.run_until_complete(loop.shutdown_default_executor(None))
+    assert executor._shutdown
+
+
+@needs_timeout
+def test_shutdown_default_executor_timeout_warns_and_stops_waiting(loop):
+    release = threading.Event()
+    job = loop.run_in_executor(None, release.wait, 30)
+    started = time.monotonic()
+    try:
+        with pytest.warns(RuntimeWarning, match=r'The executor did not finishing joining its '
+                                                r'threads within 0\.1 seconds\.'):
+            loop.run_until_complete(loop.shutdown_default_executor(0.1))
+        assert time.monotonic() - started < 10
+        assert not job.done()
+    finally:
+        release.set()
+    assert loop.run_until_complete(job) is True
+    # The executor's threads end on their own once the job returns.
+    with pytest.raises(RuntimeError, match='Executor shutdown has been called'):
+        loop.run_in_executor(None, int)
+
+
+@needs_timeout
+def test_runner_passes_its_timeout_and_closes_the_loop(loop_factory):
+    # Runner.close() calls shutdown_default_executor(THREAD_JOIN_TIMEOUT).
+    seen = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        original = loop.shutdown_default_executor
+
+        async def spy(*args, **kwargs):
+            seen.append((args, kwargs))
+            return await original(*args, **kwargs)
+
+        loop.shutdown_default_executor = spy
+        return await loop.run_in_executor(None, sum, [1, 2])
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        assert runner.run(main()) == 3
+        loop = runner.get_loop()
+    assert loop.is_closed()
+    assert seen == [((asyncio.constants.THREAD_JOIN_TIMEOUT,), {})]

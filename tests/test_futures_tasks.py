@@ -5,6 +5,8 @@ import contextvars
 
 import pytest
 
+from ferroloop import versions
+
 var = contextvars.ContextVar('var', default='default')
 
 
@@ -122,10 +124,154 @@ def test_task_factory_receives_context_only_when_given(loop):
 
 
 def test_task_factory_task_gets_the_name(loop):
-    loop.set_task_factory(lambda lp, coro: asyncio.Task(coro, loop=lp))
+    # 3.11 to 3.13 name the factory's task themselves; 3.14 hands name= to the factory.
+    loop.set_task_factory(lambda lp, coro, **kwargs: asyncio.Task(coro, loop=lp, **kwargs))
     task = loop.create_task(value(1), name='from-factory')
     assert task.get_name() == 'from-factory'
     loop.run_until_complete(task)
+
+
+# What the factory gets from create_task(coro, **given), per versions.CREATE_TASK_KEYWORDS.
+FACTORY_KEYWORDS = {
+    'name-context': [{}, {}, {'context': 'ctx'}, {'context': 'ctx'}],
+    'set-name': [{}, {}, {'context': 'ctx'}, {'context': 'ctx'}],
+    'kwargs': [{}, {'name': 'n'}, {'context': 'ctx'}, {'name': 'n', 'context': 'ctx'}],
+}
+
+
+def test_task_factory_gets_the_keywords_as_the_version_passes_them(loop):
+    ctx = contextvars.copy_context()
+    calls = []
+
+    def factory(lp, coro, **kwargs):
+        calls.append({k: 'ctx' if v is ctx else v for k, v in kwargs.items()})
+        return asyncio.Task(coro, loop=lp, **kwargs)
+
+    loop.set_task_factory(factory)
+    names = []
+    for given in ({}, {'name': 'n'}, {'context': ctx}, {'name': 'n', 'context': ctx}):
+        task = loop.create_task(value(1), **given)
+        names.append(task.get_name())
+        loop.run_until_complete(task)
+    assert calls == FACTORY_KEYWORDS[versions.CREATE_TASK_KEYWORDS]
+    # 3.13 calls task.set_name(name) even without a name: the task is named 'None'.
+    unnamed = 'None' if versions.CREATE_TASK_KEYWORDS == 'set-name' else names[0]
+    assert names[0] == unnamed and names[0] != 'n' and names[1] == names[3] == 'n'
+
+
+def test_task_factory_result_without_set_name(loop):
+    # A factory may return a task-like object without set_name(): 3.11 leaves it unnamed with
+    # a DeprecationWarning, 3.13 fails on it, 3.14 leaves naming to the factory.
+    class Unnameable:
+        def __init__(self, task):
+            self.task = task
+
+    def factory(lp, coro, **kwargs):
+        kwargs.pop('name', None)
+        return Unnameable(asyncio.Task(coro, loop=lp, **kwargs))
+
+    loop.set_task_factory(factory)
+    style = versions.CREATE_TASK_KEYWORDS
+    if style == 'name-context':
+        with pytest.warns(DeprecationWarning, match='set_name') as record:
+            made = loop.create_task(value(1), name='n')
+        assert record[0].filename == __file__
+    elif style == 'set-name':
+        with pytest.raises(AttributeError, match='set_name'):
+            loop.create_task(value(1), name='n')
+        made = None
+    else:
+        made = loop.create_task(value(1), name='n')
+    loop.set_task_factory(None)  # the fixture's shutdown_asyncgens() makes a task too
+    if made is not None:
+        assert loop.run_until_complete(made.task) == 1
+    else:
+        # The task was made, and scheduled, before set_name failed: let it finish.
+        loop.run_until_complete(asyncio.sleep(0))
+
+
+@pytest.mark.skipif(versions.CREATE_TASK_KEYWORDS != 'name-context',
+                    reason='from 3.13 on, create_task passes any keyword on to the task')
+def test_create_task_refuses_other_keywords(loop):
+    coro = value(1)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'eager_start'"):
+        loop.create_task(coro, eager_start=True)
+    loop.set_task_factory(lambda lp, c, **kwargs: asyncio.Task(c, loop=lp, **kwargs))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'eager_start'"):
+        loop.create_task(coro, eager_start=True)
+    coro.close()
+
+
+@pytest.mark.skipif(versions.CREATE_TASK_KEYWORDS == 'name-context',
+                    reason='create_task passes eager_start= on to the task from 3.13 on')
+@pytest.mark.parametrize('factory', [None, 'passing keywords on'])
+def test_create_task_eager_start(loop, factory):
+    steps = []
+
+    async def body():
+        steps.append('started')
+        await asyncio.sleep(0)
+        steps.append('resumed')
+        return 'done'
+
+    async def main():
+        task = loop.create_task(body(), eager_start=True, name='eager')
+        # Eager: it ran up to its first await inside create_task.
+        assert steps == ['started']
+        assert task.get_name() == 'eager'
+        return await task
+
+    if factory:
+        loop.set_task_factory(lambda lp, coro, **kwargs: asyncio.Task(coro, loop=lp, **kwargs))
+    assert loop.run_until_complete(main()) == 'done'
+    assert steps == ['started', 'resumed']
+
+
+def test_unexpected_loop_keyword_is_a_type_error(loop):
+    coro = value(1)
+    with pytest.raises(TypeError):
+        loop.create_task(coro, loop=loop)
+    coro.close()
+
+
+@pytest.mark.skipif(not hasattr(asyncio, 'eager_task_factory'),
+                    reason='eager task factories arrived with 3.12')
+def test_eager_task_factory(loop):
+    loop.set_task_factory(asyncio.eager_task_factory)
+    seen = []
+    ctx_var = contextvars.ContextVar('ctx_var', default='unset')
+
+    async def no_suspension():
+        seen.append((asyncio.current_task() is not None, ctx_var.get()))
+        return 'at once'
+
+    async def main():
+        ctx_var.set('main')
+        task = loop.create_task(no_suspension(), name='eager-one')
+        # Done inside create_task: it never suspended.
+        assert task.done() and task.result() == 'at once'
+        assert task.get_name() == 'eager-one'
+        lazy = loop.create_task(value(7))
+        assert not lazy.done()
+        return await lazy, await asyncio.create_task(no_suspension())
+
+    assert loop.run_until_complete(main()) == (7, 'at once')
+    assert seen == [(True, 'main'), (True, 'main')]
+
+
+@pytest.mark.skipif(not hasattr(asyncio, 'create_eager_task_factory'),
+                    reason='eager task factories arrived with 3.12')
+def test_custom_eager_task_factory(loop):
+    class MyTask(asyncio.Task):
+        pass
+
+    loop.set_task_factory(asyncio.create_eager_task_factory(MyTask))
+
+    async def main():
+        return type(asyncio.current_task())
+
+    task = loop.run_until_complete(asyncio.wait_for(main(), 30))
+    assert task is MyTask
 
 
 def test_task_factory_may_return_a_task_subclass(loop):

@@ -1,21 +1,44 @@
 """Ways in: EventLoopPolicy, install(), run(), asyncio.Runner, ``python -m ferroloop``."""
 
 import asyncio
+import contextlib
+import inspect
 import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import pytest
 
 import ferroloop
+from ferroloop import versions
+
+# The policy functions without 3.14's deprecation warnings (the tests save and restore the
+# policy; they are not what is under test).
+get_policy = versions.get_event_loop_policy
+set_policy = versions.set_event_loop_policy
 
 
 @pytest.fixture
 def restore_policy():
-    saved = asyncio.get_event_loop_policy()
+    saved = get_policy()
     yield
-    asyncio.set_event_loop_policy(saved)
+    set_policy(saved)
+
+
+@contextlib.contextmanager
+def deprecated_with_policies(match):
+    """Expects a DeprecationWarning (matching ``match``) where asyncio deprecates policies
+    (3.14+), and no warning at all before."""
+    if versions.POLICIES_DEPRECATED:
+        with pytest.warns(DeprecationWarning, match=match) as record:
+            yield
+        assert all(w.filename == __file__ for w in record), [str(w) for w in record]
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')
+            yield
 
 
 async def loop_facts():
@@ -41,14 +64,16 @@ def test_event_loop_class_can_be_constructed_directly():
 
 
 def test_policy_makes_ferroloop_loops(restore_policy):
-    policy = ferroloop.EventLoopPolicy()
-    assert isinstance(policy, asyncio.AbstractEventLoopPolicy)
+    with deprecated_with_policies("'ferroloop.EventLoopPolicy' is deprecated"):
+        policy_class = ferroloop.EventLoopPolicy
+    policy = policy_class()
+    assert isinstance(policy, versions.DefaultEventLoopPolicy)
     loop = policy.new_event_loop()
     try:
         assert type(loop) is ferroloop.EventLoop
     finally:
         loop.close()
-    asyncio.set_event_loop_policy(policy)
+    set_policy(policy)
     assert asyncio.run(loop_facts())[0] is ferroloop.EventLoop
     loop = asyncio.new_event_loop()
     try:
@@ -57,11 +82,45 @@ def test_policy_makes_ferroloop_loops(restore_policy):
         loop.close()
 
 
+def test_event_loop_policy_is_exported_while_asyncio_exports_its_own():
+    assert ('EventLoopPolicy' in ferroloop.__all__) is not versions.POLICIES_DEPRECATED
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_thing'"):
+        ferroloop.no_such_thing
+
+
 def test_install_makes_asyncio_run_use_ferroloop(restore_policy):
-    ferroloop.install()
-    assert isinstance(asyncio.get_event_loop_policy(), ferroloop.EventLoopPolicy)
+    with deprecated_with_policies(r'ferroloop\.install\(\) sets an event loop policy'):
+        ferroloop.install()
+    assert type(get_policy()).__name__ == 'EventLoopPolicy'
+    assert type(get_policy()).__module__ == 'ferroloop.policy'
     assert asyncio.run(loop_facts()) == (ferroloop.EventLoop, False)
     assert asyncio.run(loop_facts(), debug=True) == (ferroloop.EventLoop, True)
+    with asyncio.Runner() as runner:
+        assert runner.run(loop_facts())[0] is ferroloop.EventLoop
+    loop = asyncio.new_event_loop()
+    try:
+        assert type(loop) is ferroloop.EventLoop
+    finally:
+        loop.close()
+
+
+@pytest.mark.skipif('loop_factory' not in inspect.signature(asyncio.run).parameters,
+                    reason='asyncio.run takes loop_factory from 3.12 on')
+@pytest.mark.parametrize('factory', [ferroloop.new_event_loop, ferroloop.EventLoop])
+def test_asyncio_run_with_a_ferroloop_loop_factory(factory):
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert asyncio.run(loop_facts(), loop_factory=factory) == (ferroloop.EventLoop, False)
+        assert asyncio.run(loop_facts(), debug=True, loop_factory=factory) == (
+            ferroloop.EventLoop, True)
+
+
+def test_importing_ferroloop_is_silent_under_w_error(tmp_path):
+    result = run_python('-W', 'error', '-c', 'import ferroloop, ferroloop.versions; '
+                        'from ferroloop import *; print(EventLoop.__name__)', cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == 'EventLoop\n'
+    assert result.stderr == ''
 
 
 def test_run_returns_the_result_and_honours_debug():
@@ -77,8 +136,11 @@ def test_run_raises_the_coroutine_exception():
         ferroloop.run(fail())
 
 
-def test_run_refuses_a_non_coroutine():
-    with pytest.raises(ValueError, match='a coroutine was expected'):
+def test_run_refuses_a_non_coroutine_as_asyncio_run_does():
+    # ValueError up to 3.13, TypeError from 3.14 on (which also runs any awaitable).
+    with pytest.raises((ValueError, TypeError)) as expected:
+        asyncio.run(42)
+    with pytest.raises(type(expected.value), match=str(expected.value)):
         ferroloop.run(42)
 
 
@@ -160,6 +222,33 @@ def test_python_m_ferroloop_runs_a_script_as_python_would(tmp_path):
     assert via['path0'] == direct['path0'] == os.path.realpath(tmp_path)
     assert direct['loop'] == 'asyncio.unix_events._UnixSelectorEventLoop'
     assert via['loop'] == 'ferroloop.loop.EventLoop'
+
+
+def test_python_m_ferroloop_is_silent_under_w_error(tmp_path):
+    # The program uses no deprecated API, so nothing may warn: not even on 3.14, where the
+    # policy ferroloop sets is deprecated.
+    script = tmp_path / 'script.py'
+    script.write_text(SCRIPT)
+    result = run_python('-W', 'error', '-m', 'ferroloop', 'script.py', cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ''
+
+
+def test_python_m_ferroloop_keeps_the_programs_own_policy_warnings(tmp_path):
+    # A program that sets a policy itself is warned as asyncio would warn it.
+    (tmp_path / 'sets_policy.py').write_text(textwrap.dedent('''
+        import asyncio
+        asyncio.set_event_loop_policy(None)
+        print(type(asyncio.new_event_loop()).__module__)
+    '''))
+    result = run_python('-W', 'error::DeprecationWarning', '-m', 'ferroloop', 'sets_policy.py',
+                        cwd=tmp_path)
+    if versions.POLICIES_DEPRECATED:
+        assert result.returncode == 1
+        assert 'DeprecationWarning' in result.stderr and 'set_event_loop_policy' in result.stderr
+    else:
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == 'asyncio.unix_events\n'
 
 
 def test_python_m_ferroloop_runs_a_module(tmp_path):

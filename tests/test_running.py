@@ -5,6 +5,7 @@ import concurrent.futures
 import os
 import signal
 import socket
+import sys
 
 import pytest
 
@@ -74,6 +75,31 @@ def test_running_loop_is_registered_while_running(loop):
     assert seen == [loop, loop]
     with pytest.raises(RuntimeError, match='no running event loop'):
         asyncio.get_running_loop()
+
+
+@pytest.mark.skipif(not hasattr(asyncio.BaseEventLoop, '_run_forever_setup'),
+                    reason="run_forever's two halves arrived with asyncio 3.13")
+def test_iterations_driven_from_outside_run_forever(loop):
+    # What loops embedded in a GUI toolkit's do (3.13): run_forever's setup, iterations run
+    # one by one, then its cleanup.
+    seen = []
+    hooks_before = sys.get_asyncgen_hooks()
+    loop._run_forever_setup()
+    try:
+        assert loop.is_running() and asyncio.get_running_loop() is loop
+        assert sys.get_asyncgen_hooks() != hooks_before
+        loop.call_soon(seen.append, 'first')
+        loop._run_once()
+        loop.call_soon(seen.append, 'second')
+        loop._run_once()
+    finally:
+        loop._run_forever_cleanup()
+    assert seen == ['first', 'second']
+    assert not loop.is_running()
+    assert sys.get_asyncgen_hooks() == hooks_before
+    with pytest.raises(RuntimeError, match='no running event loop'):
+        asyncio.get_running_loop()
+    assert loop.run_until_complete(return_value(3)) == 3
 
 
 def test_exception_leaving_run_forever_leaves_loop_reusable(loop):

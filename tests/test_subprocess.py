@@ -1,6 +1,7 @@
 """Subprocesses: exec and shell, pipes, exit codes, signals, and reaping."""
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import threading
 
 import pytest
 
-from conftest import run
+from conftest import expect_asyncio_bug, run
 
 PY = sys.executable
 
@@ -135,7 +136,6 @@ CHILDREN_OUTLIVE_THEIR_LOOPS = '''
 import asyncio, gc, os, subprocess, sys, time, warnings, ferroloop
 factory = {"asyncio": asyncio.SelectorEventLoop, "ferroloop": ferroloop.new_event_loop}[sys.argv[1]]
 warnings.simplefilter("ignore", ResourceWarning)  # the transports nobody closed say so
-asyncio.set_event_loop_policy(None)
 fds_before = len(os.listdir("/proc/self/fd"))
 pids = []
 for _ in range(20):
@@ -163,7 +163,8 @@ print("still running", len(subprocess._active))
 '''
 
 
-def test_children_that_outlive_their_loop_leave_nothing_behind(loop_name):
+def test_children_that_outlive_their_loop_leave_nothing_behind(loop_name, request):
+    expect_asyncio_bug(request, loop_name, 'ASYNCIO_PIDFDS_OUTLIVE_THE_LOOP')
     # Each loop is closed while its child still runs: the loop's fd for the child (ferroloop's
     # pidfd) is closed with it, and the child is still reaped when it exits, leaving no zombie,
     # no Popen waiting in subprocess._active, and (once the child is gone and its transport
@@ -174,3 +175,61 @@ def test_children_that_outlive_their_loop_leave_nothing_behind(loop_name):
     assert result.returncode == 0, result.stderr
     assert result.stdout.split('\n')[:3] == ['fds 0', 'zombies 0', 'still running 0']
     assert 'still running' not in result.stderr
+
+
+def test_signals_never_reach_a_reaped_child(loop, loop_name, request, monkeypatch):
+    # Once the loop reaps the child its pid is free, and the kernel may give it to another
+    # process before the exit is published to the transport (one iteration later): kill()
+    # must not signal it meanwhile (CPython 3.14's test_send_signal_never_targets_reaped_pid).
+    expect_asyncio_bug(request, loop_name, 'ASYNCIO_KILL_SIGNALS_A_REAPED_PID')
+    expect_asyncio_bug(request, loop_name, 'ASYNCIO_KILL_MAY_REAP_THE_CHILD', strict=False)
+    reaped, stale = set(), []
+    real_waitpid, real_kill = os.waitpid, os.kill
+
+    def waitpid(pid, options):
+        result = real_waitpid(pid, options)
+        if result[0]:
+            reaped.add(result[0])
+        return result
+
+    def kill(pid, sig):
+        if pid in reaped:
+            stale.append(pid)
+            return
+        real_kill(pid, sig)
+
+    monkeypatch.setattr(os, 'waitpid', waitpid)
+    monkeypatch.setattr(os, 'kill', kill)
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(PY, '-c', 'import time; time.sleep(60)')
+        proc.kill()
+        while proc.returncode is None:
+            proc.kill()
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0)
+        proc.kill()  # after the exit is published: nothing happens, no error
+        return await proc.wait()
+
+    assert run(loop, main()) == -signal.SIGKILL
+    assert stale == []
+
+
+def test_kill_after_the_child_exited_keeps_its_exit_status(loop, loop_name, request, caplog):
+    # The child has exited, and the loop has not reaped it yet: kill() must neither signal
+    # nor reap it (which would leave the loop without its status, reporting 255).
+    expect_asyncio_bug(request, loop_name, 'ASYNCIO_KILL_MAY_REAP_THE_CHILD', strict=False)
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(PY, '-c', 'import sys; sys.exit(7)')
+        try:
+            # Blocks the loop until the child is a zombie, without reaping it.
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:
+            pass  # a watcher thread (asyncio 3.11) reaped it already
+        proc.kill()
+        proc.terminate()
+        return await proc.wait()
+
+    assert run(loop, main()) == 7
+    assert 'returncode 255' not in caplog.text

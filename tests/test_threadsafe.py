@@ -6,6 +6,8 @@ import signal
 import threading
 import time
 
+from ferroloop import versions
+
 HANG_TIMEOUT = 30.0
 
 
@@ -288,3 +290,87 @@ def test_loop_made_in_one_thread_runs_in_another(loop):
     thread.start()
     thread.join(HANG_TIMEOUT)
     assert results == ['runner-thread']
+
+
+# 3.14: a call_soon_threadsafe() handle's cancel() and cancelled() called from another thread
+# wait while its callback runs (asyncio's _ThreadSafeHandle); before, they answer at once.
+
+def run_threadsafe_callback_and_ask_from_a_thread(loop, ask):
+    """Runs a one-second callback scheduled with call_soon_threadsafe; while it runs, another
+    thread calls ``ask(handle)``. -> (ask's result, whether the callback had finished by then,
+    seconds ask took)."""
+    started, finished = threading.Event(), threading.Event()
+    seen = []
+
+    def callback():
+        started.set()
+        time.sleep(1)
+        finished.set()
+
+    def other_thread():
+        handle = loop.call_soon_threadsafe(callback)
+        started.wait(HANG_TIMEOUT)
+        began = time.monotonic()
+        result = ask(handle)
+        seen.append((result, finished.is_set(), time.monotonic() - began))
+        loop.call_soon_threadsafe(loop.stop)
+
+    thread = threading.Thread(target=other_thread)
+    with hang_guard():
+        thread.start()
+        loop.run_forever()
+    thread.join()
+    return seen[0]
+
+
+def test_cancelled_from_another_thread_while_the_callback_runs(loop):
+    cancelled, finished, took = run_threadsafe_callback_and_ask_from_a_thread(
+        loop, lambda handle: handle.cancelled())
+    assert cancelled is False
+    assert finished is versions.THREADSAFE_HANDLE_WAITS_FOR_ITS_RUN
+    if not versions.THREADSAFE_HANDLE_WAITS_FOR_ITS_RUN:
+        assert took < 0.5
+
+
+def test_cancel_from_another_thread_while_the_callback_runs(loop):
+    def cancel(handle):
+        handle.cancel()
+        return handle.cancelled()
+
+    cancelled, finished, _ = run_threadsafe_callback_and_ask_from_a_thread(loop, cancel)
+    assert cancelled is True
+    assert finished is versions.THREADSAFE_HANDLE_WAITS_FOR_ITS_RUN
+
+
+def test_threadsafe_handle_cancelled_by_its_own_callback_runs_to_the_end(loop):
+    # The loop's own thread never waits for itself.
+    handles, seen = [], []
+
+    def callback():
+        handles[0].cancel()
+        seen.append(handles[0].cancelled())
+        loop.stop()
+
+    handles.append(loop.call_soon_threadsafe(callback))
+    with hang_guard():
+        loop.run_forever()
+    assert seen == [True]
+
+
+def test_threadsafe_handle_cancelled_before_it_runs_never_runs(loop):
+    ran, cancelled = [], threading.Event()
+
+    def other_thread():
+        handle = loop.call_soon_threadsafe(ran.append, 'ran')
+        handle.cancel()
+        assert handle.cancelled()
+        cancelled.set()
+        loop.call_soon_threadsafe(loop.stop)
+
+    loop.call_soon(cancelled.wait, HANG_TIMEOUT)  # the loop is busy meanwhile
+    thread = threading.Thread(target=other_thread)
+    with hang_guard():
+        thread.start()
+        loop.run_forever()
+    thread.join()
+    assert ran == []

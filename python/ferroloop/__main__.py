@@ -5,9 +5,11 @@
 stack that blocks it, on the ``ferroloop.watchdog`` logger (printed to stderr if the program
 configures no logging); ``--metrics`` gathers the timing metrics of ``loop.metrics()``.
 
-The policy is installed before the program starts, so its ``asyncio.run()``,
-``asyncio.new_event_loop()`` and ``asyncio.Runner()`` make ferroloop loops. ``sys.argv`` and
-``sys.path[0]`` are what the program would see if run directly.
+ferroloop's event loop policy is set before the program starts, so its ``asyncio.run()``,
+``asyncio.new_event_loop()`` and ``asyncio.Runner()`` make ferroloop loops, exactly as they
+would make asyncio's (a policy is asyncio's only hook for the loop of code that names none).
+Python 3.14 deprecates policies, but the program uses none: nothing warns unless it sets one
+itself. ``sys.argv`` and ``sys.path[0]`` are what the program would see if run directly.
 """
 
 import importlib.util
@@ -16,7 +18,7 @@ import runpy
 import sys
 
 from . import watchdog
-from .policy import install
+from .policy import _set_policy
 
 USAGE = ('usage: python -m ferroloop [--watchdog DURATION] [--metrics] '
          '(script.py | -m module) [args...]')
@@ -34,7 +36,7 @@ def main(argv):
     if not argv:
         print(USAGE, file=sys.stderr)
         return 2
-    install()
+    _set_policy()
     if argv[0] == '-m':
         if len(argv) < 2:
             print(USAGE, file=sys.stderr)

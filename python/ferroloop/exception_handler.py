@@ -3,6 +3,23 @@
 import traceback
 from asyncio.log import logger
 
+from . import versions
+
+
+def _context_of_culprit(context):
+    """The ``contextvars`` context a custom handler runs in (3.12+): that of the task, future
+    or handle the report is about, so the handler sees the context variables the failing code
+    saw. None when the report names none, or one without a context."""
+    culprit = context.get('task')
+    if culprit is None:
+        # A Task is sometimes reported under 'future'; plain futures have no context.
+        culprit = context.get('future')
+    if culprit is None:
+        culprit = context.get('handle')
+    get_context = getattr(culprit, 'get_context', None) if culprit is not None else None
+    runner = get_context() if get_context is not None else None
+    return runner if runner is not None and hasattr(runner, 'run') else None
+
 
 class ExceptionHandlerMixin:
 
@@ -66,7 +83,11 @@ class ExceptionHandlerMixin:
                 logger.error('Exception in default exception handler', exc_info=True)
             return
         try:
-            self._exception_handler(self, context)
+            runner = _context_of_culprit(context) if versions.EXCEPTION_HANDLER_IN_CONTEXT else None
+            if runner is not None:
+                runner.run(self._exception_handler, self, context)
+            else:
+                self._exception_handler(self, context)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:

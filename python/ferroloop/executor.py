@@ -44,35 +44,47 @@ class ExecutorMixin:
             raise TypeError('executor must be ThreadPoolExecutor instance')
         self._default_executor = executor
 
-    async def shutdown_default_executor(self, timeout=None):
-        """Wait for the default executor's threads to finish, without blocking the loop;
-        after ``timeout`` seconds (if not None), warn and stop waiting for them."""
+    if versions.SHUTDOWN_EXECUTOR_TAKES_TIMEOUT:
+        async def shutdown_default_executor(self, timeout=None):
+            """Wait for the default executor's threads to finish, without blocking the loop.
+
+            After ``timeout`` seconds (None: no limit) stop waiting: warn, and let the threads
+            finish on their own."""
+            executor = self._default_executor
+            thread, done = self._start_executor_shutdown()
+            if thread is None:
+                return
+            try:
+                async with timeouts.timeout(timeout):
+                    await done
+            except TimeoutError:
+                warnings.warn(f'The executor did not finishing joining its threads within '
+                              f'{timeout} seconds.', RuntimeWarning, stacklevel=2)
+                executor.shutdown(wait=False)
+            else:
+                thread.join()
+    else:
+        async def shutdown_default_executor(self):
+            """Wait for the default executor's threads to finish, without blocking the loop."""
+            thread, done = self._start_executor_shutdown()
+            if thread is None:
+                return
+            try:
+                await done
+            finally:
+                thread.join()
+
+    def _start_executor_shutdown(self):
+        """Shuts the default executor down in a thread of its own: (thread, future done when
+        it is), or (None, None) if there is no executor to shut down."""
         self._executor_shutdown_called = True
         executor = self._default_executor
         if executor is None:
-            return
+            return None, None
         done = self.create_future()
         thread = threading.Thread(target=self._shutdown_executor_in_thread, args=(executor, done))
         thread.start()
-        try:
-            async with timeouts.timeout(timeout):
-                await done
-        except TimeoutError:
-            # asyncio.Runner passes a timeout at close: a thread stuck in a task must not
-            # keep the program from ending.
-            warnings.warn(f'The executor did not finishing joining its threads within '
-                          f'{timeout} seconds.', RuntimeWarning, stacklevel=2)
-            executor.shutdown(wait=False)
-        else:
-            thread.join()
-
-    if not versions.SHUTDOWN_DEFAULT_EXECUTOR_TIMEOUT:
-        # asyncio 3.11's signature: no timeout, the threads are waited for however long.
-        _shutdown_default_executor_with_timeout = shutdown_default_executor
-
-        async def shutdown_default_executor(self):
-            """Wait for the default executor's threads to finish, without blocking the loop."""
-            await self._shutdown_default_executor_with_timeout()
+        return thread, done
 
     def _shutdown_executor_in_thread(self, executor, done):
         try:

@@ -67,6 +67,8 @@ class EventLoop(
         self._debug = coroutines._is_debug_mode()
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth = None
+        # The asyncgen hooks run_forever replaced, to put back when it ends.
+        self._old_agen_hooks = None
         ExceptionHandlerMixin._init_exception_handler(self)
         ExecutorMixin._init_executor(self)
         AsyncGenMixin._init_asyncgens(self)
@@ -94,22 +96,35 @@ class EventLoop(
 
     def run_forever(self):
         """Run until ``stop()`` is called."""
+        self._run_forever_setup()
+        try:
+            self._run_until_stopped()
+        finally:
+            self._run_forever_cleanup()
+
+    # run_forever in two halves, as asyncio has them from 3.13 on: for subclasses that run the
+    # iterations themselves (``_run_once``), such as loops driven by a GUI toolkit's.
+
+    def _run_forever_setup(self):
+        """Everything ``run_forever`` does before its first iteration."""
         if self.is_closed():
             raise RuntimeError('Event loop is closed')
         self._check_running()
         self._set_coroutine_origin_tracking(self._debug)
-        old_hooks = sys.get_asyncgen_hooks()
+        self._old_agen_hooks = sys.get_asyncgen_hooks()
         self._enter_running()
-        try:
-            sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
-                                   finalizer=self._asyncgen_finalizer_hook)
-            events._set_running_loop(self)
-            self._run_until_stopped()
-        finally:
-            self._leave_running()
-            events._set_running_loop(None)
-            self._set_coroutine_origin_tracking(False)
-            sys.set_asyncgen_hooks(*old_hooks)
+        sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
+                               finalizer=self._asyncgen_finalizer_hook)
+        events._set_running_loop(self)
+
+    def _run_forever_cleanup(self):
+        """Everything ``run_forever`` does after its last iteration."""
+        self._leave_running()
+        events._set_running_loop(None)
+        self._set_coroutine_origin_tracking(False)
+        if self._old_agen_hooks is not None:
+            sys.set_asyncgen_hooks(*self._old_agen_hooks)
+            self._old_agen_hooks = None
 
     def run_until_complete(self, future):
         """Run until ``future`` (a future, task or coroutine) is done; return its result."""

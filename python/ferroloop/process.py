@@ -12,6 +12,7 @@ import subprocess
 import threading
 from asyncio import base_subprocess
 from asyncio.log import logger
+from signal import SIGKILL, SIGTERM
 
 # What asyncio reports for a child it could not wait for (reaped by someone else).
 _UNKNOWN_RETURNCODE = 255
@@ -19,6 +20,31 @@ _UNKNOWN_RETURNCODE = 255
 
 class SubprocessTransport(base_subprocess.BaseSubprocessTransport):
     """An ``asyncio.SubprocessTransport`` whose pipes are native transports."""
+
+    # Set by the loop in the very callback that reaps the child. Its exit is published one
+    # iteration later (so output written before exiting is delivered first), and meanwhile the
+    # pid is free for the kernel to hand to another process: signals must stop here, not when
+    # the return code is known.
+    _reaped = False
+
+    def send_signal(self, signal):
+        """Send ``signal`` to the child, unless it has exited (then nothing happens).
+
+        Never through ``Popen.send_signal``: its ``poll()`` would reap the child behind the
+        loop's back, which then could only report return code 255."""
+        self._check_proc()
+        if self._reaped or self._returncode is not None:
+            return
+        try:
+            os.kill(self._proc.pid, signal)
+        except ProcessLookupError:
+            pass
+
+    def terminate(self):
+        self.send_signal(SIGTERM)
+
+    def kill(self):
+        self.send_signal(SIGKILL)
 
     def _start(self, args, shell, stdin, stdout, stderr, bufsize, **kwargs):
         self._proc = subprocess.Popen(args, shell=shell, stdin=stdin, stdout=stdout, stderr=stderr,
@@ -49,9 +75,14 @@ def _reap_orphan(pid, loop_repr, transport):
     says so as asyncio's child watcher does. The thread holds the transport until then: its
     ``Popen``, freed after, finds the child reaped (no "still running" warning)."""
     try:
+        # Wait without reaping first: the pid stays the child's until the transport knows
+        # that signalling it must stop (a kill() after the loop closed must not reach whatever
+        # process gets the number next).
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        transport._reaped = True
         os.waitpid(pid, 0)
     except ChildProcessError:
-        pass  # reaped by someone else's waitpid() meanwhile
+        transport._reaped = True  # reaped by someone else's waitpid() meanwhile
     logger.warning('Loop %s that handles pid %r is closed', loop_repr, pid)
 
 
@@ -155,11 +186,15 @@ class SubprocessMixin:
         self._children[pidfd] = (pid, transport)
 
     def _reap_child(self, pid, pidfd, transport):
+        # Before waitpid, not after: another thread's kill() between the two would signal a
+        # freed pid. A readable pidfd means the child has exited, so no signal is lost.
+        transport._reaped = True
         try:
             reaped, status = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             reaped = None
         if reaped == 0:
+            transport._reaped = False
             return  # not exited after all
         self.remove_reader(pidfd)
         del self._children[pidfd]
@@ -172,6 +207,7 @@ class SubprocessMixin:
         self.call_soon(transport._process_exited, os.waitstatus_to_exitcode(status))
 
     def _child_gone(self, pid, transport):
+        transport._reaped = True
         logger.warning('Unknown child process pid %d, will report returncode %d', pid,
                        _UNKNOWN_RETURNCODE)
         self.call_soon(transport._process_exited, _UNKNOWN_RETURNCODE)

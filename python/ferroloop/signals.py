@@ -14,6 +14,8 @@ import warnings
 from asyncio import coroutines
 from asyncio.log import logger
 
+from . import versions
+
 
 def _ignore_signal(signum, frame):
     """The Python-level handler: nothing to do but let Python write to the wakeup fd."""
@@ -66,7 +68,7 @@ class SignalMixin:
         The handler is in force when this returns. Main thread only (RuntimeError otherwise),
         as Python's signal handling is.
         """
-        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+        if coroutines.iscoroutine(callback) or versions.iscoroutinefunction(callback):
             raise TypeError('coroutines cannot be used with add_signal_handler()')
         self._check_signal(sig)
         if self.is_closed():

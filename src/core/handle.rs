@@ -1,6 +1,10 @@
 //! `Handle` and `TimerHandle`: a callback with its arguments and context, as `call_soon`,
 //! `call_later` and `add_reader` return them.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
@@ -10,7 +14,9 @@ use super::event_loop::LoopCore;
 use super::gil_cell::{GilCell, GilFlag};
 use super::handle_context::HandleContext;
 use super::stdlib;
+use super::versions;
 use crate::errors::is_fatal_signal;
+use crate::sys;
 
 struct Callback {
     callback: Py<PyAny>,
@@ -40,6 +46,40 @@ pub struct Handle {
     source_traceback: Option<Py<PyAny>>,
     /// Debug mode: the repr at cancellation, so a cancelled handle still names its callback.
     cancelled_repr: GilCell<Option<String>>,
+    /// `call_soon_threadsafe`'s handles from 3.14 on: the thread running the handle right now
+    /// (0 when none), which `cancel()` and `cancelled()` from other threads wait for.
+    running_in: Option<AtomicU64>,
+}
+
+/// Where other threads wait for a running thread-safe handle to finish (one for the process:
+/// waiting is rare, and `WAITERS` spares the run its notification when no one waits).
+static RUN_DONE: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
+static WAITERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Marks a thread-safe handle running on this thread; dropping it marks it done and wakes the
+/// threads waiting for that.
+struct RunningMark<'a>(&'a AtomicU64);
+
+impl<'a> RunningMark<'a> {
+    fn set(running_in: &'a AtomicU64) -> RunningMark<'a> {
+        running_in.store(sys::thread_id(), Ordering::SeqCst);
+        RunningMark(running_in)
+    }
+}
+
+impl Drop for RunningMark<'_> {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::SeqCst);
+        // SeqCst on both sides: a waiter that registered before this load is woken, and one
+        // that registers after it sees the handle done and does not wait.
+        if WAITERS.load(Ordering::SeqCst) > 0 {
+            let _guard = RUN_DONE
+                .0
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            RUN_DONE.1.notify_all();
+        }
+    }
 }
 
 /// Moves a handle the loop made onto the Python heap, out of the GC's lists (PyO3 makes every
@@ -88,7 +128,53 @@ impl Handle {
             scheduled: GilFlag::new(false),
             source_traceback,
             cancelled_repr: GilCell::new(None),
+            running_in: None,
         })
+    }
+
+    /// Makes this a thread-safe handle in 3.14's sense (asyncio's `_ThreadSafeHandle`): while
+    /// it runs, `cancel()` and `cancelled()` called from another thread wait for the end of
+    /// the run, so no thread sees it half-run.
+    pub fn waited_for_by_other_threads(mut self) -> Handle {
+        self.running_in = Some(AtomicU64::new(0));
+        self
+    }
+
+    /// Waits, without the GIL, while this handle runs in another thread (a thread-safe handle
+    /// only). Signals are still handled meanwhile, as while waiting for a lock.
+    fn wait_for_run_elsewhere(&self, py: Python<'_>) -> PyResult<()> {
+        let Some(running_in) = &self.running_in else {
+            return Ok(());
+        };
+        let me = sys::thread_id();
+        let busy = || {
+            let runner = running_in.load(Ordering::SeqCst);
+            runner != 0 && runner != me
+        };
+        while busy() {
+            let still_busy = py.detach(|| {
+                let guard = RUN_DONE
+                    .0
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                WAITERS.fetch_add(1, Ordering::SeqCst);
+                let still_busy = if busy() {
+                    let (_guard, _) = RUN_DONE
+                        .1
+                        .wait_timeout(guard, Duration::from_millis(50))
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    busy()
+                } else {
+                    false
+                };
+                WAITERS.fetch_sub(1, Ordering::SeqCst);
+                still_busy
+            });
+            if still_busy {
+                py.check_signals()?;
+            }
+        }
+        Ok(())
     }
 
     pub fn is_cancelled(&self, py: Python<'_>) -> bool {
@@ -177,6 +263,9 @@ impl Handle {
             Some(cb) => (cb.callback.clone_ref(py), cb.args.clone_ref(py)),
             None => return RunOutcome::Ok,
         };
+        // Until the end of the run, the exception handler's included: a thread-safe handle's
+        // cancel() from another thread waits for it.
+        let _running = this.running_in.as_ref().map(RunningMark::set);
         // Debug mode, as asyncio: while the handle runs it is the loop's `_current_handle`, so
         // an error reported from inside the callback is logged with where the handle was made
         // (`handle_traceback`). Only handles made in debug mode carry that traceback.
@@ -214,7 +303,7 @@ impl Handle {
             .as_ref()
             .map(|cb| (cb.callback.clone_ref(py), cb.args.clone_ref(py)));
         if let Some((callback, args)) = callback {
-            let text = stdlib::format_callback_source(py)?.call1((callback, args))?;
+            let text = format_callback(this.loop_.bind(py), callback.bind(py), args.bind(py))?;
             info.push(text.extract::<String>()?);
         }
         if let Some(created) = created_at(py, &this.source_traceback)? {
@@ -260,6 +349,23 @@ pub fn call_in_context(
     }
 }
 
+/// How asyncio names `callback(*args)` in a handle's repr and in error messages: its name, its
+/// arguments (from 3.13 on, in debug mode only) and where it was defined.
+fn format_callback<'py>(
+    loop_: &Bound<'py, LoopCore>,
+    callback: &Bound<'py, PyAny>,
+    args: &Bound<'py, PyTuple>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = loop_.py();
+    let format = stdlib::format_callback_source(py)?;
+    if !versions::callback_args_only_in_debug(py)? {
+        return format.call1((callback, args));
+    }
+    let kwargs = PyDict::new(py);
+    kwargs.set_item(pyo3::intern!(py, "debug"), loop_.get().debug_enabled(py))?;
+    format.call((callback, args), Some(&kwargs))
+}
+
 fn report_callback_error(
     py: Python<'_>,
     err: PyErr,
@@ -272,7 +378,7 @@ fn report_callback_error(
         return RunOutcome::Propagate(err);
     }
     let result = (|| -> PyResult<()> {
-        let source = stdlib::format_callback_source(py)?.call1((callback, args))?;
+        let source = format_callback(this.loop_.bind(py), callback.bind(py), args.bind(py))?;
         let context = PyDict::new(py);
         context.set_item("message", format!("Exception in callback {source}"))?;
         context.set_item("exception", err.clone_ref(py).into_value(py))?;
@@ -317,12 +423,14 @@ fn repr_of(slf: &Bound<'_, Handle>) -> PyResult<String> {
 #[pymethods]
 impl Handle {
     fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.get().wait_for_run_elsewhere(slf.py())?;
         Handle::mark_cancelled(slf)?;
         Ok(())
     }
 
-    fn cancelled(&self, py: Python<'_>) -> bool {
-        self.cancelled.get(py)
+    fn cancelled(&self, py: Python<'_>) -> PyResult<bool> {
+        self.wait_for_run_elsewhere(py)?;
+        Ok(self.cancelled.get(py))
     }
 
     fn get_context(slf: &Bound<'_, Self>) -> Py<PyAny> {

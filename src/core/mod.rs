@@ -16,4 +16,5 @@ pub mod run;
 pub mod scheduling;
 pub mod stdlib;
 pub mod timer_heap;
+pub mod versions;
 pub mod watchdog;

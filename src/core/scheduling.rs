@@ -1,15 +1,16 @@
 //! Scheduling: `call_soon`, `call_soon_threadsafe`, `call_later`, `call_at`, futures and tasks.
 
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::exceptions::{PyAttributeError, PyDeprecationWarning, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyFloat, PyInt, PyTuple};
+use pyo3::types::{PyDict, PyFloat, PyInt, PyTuple};
 use pyo3::PyClassInitializer;
 
 use super::event_loop::{monotonic, LoopCore};
 use super::handle::{new_untracked, Handle, TimerHandle};
 use super::io_table::Ready;
 use super::stdlib;
+use super::versions::{self, CreateTaskKeywords};
 use crate::sys;
 
 /// Refuses what asyncio's debug mode refuses. Done in every mode: `callable()` costs next to
@@ -199,7 +200,11 @@ impl LoopCore {
         let this = slf.get();
         this.check_closed(py)?;
         check_callback(py, &callback, "call_soon_threadsafe", this.debug.get(py))?;
-        let handle = new_untracked(py, LoopCore::new_handle(slf, callback, args, context)?)?;
+        let mut handle = LoopCore::new_handle(slf, callback, args, context)?;
+        if versions::threadsafe_handle_waits_for_its_run(py)? {
+            handle = handle.waited_for_by_other_threads();
+        }
+        let handle = new_untracked(py, handle)?;
         this.push_ready(py, handle.clone_ref(py));
         this.wake(py);
         Ok(handle)
@@ -245,22 +250,31 @@ impl LoopCore {
         stdlib::vectorcall(stdlib::future_type(py)?, [slf.as_any()], Some(kwnames))
     }
 
-    /// Wraps a coroutine in an `asyncio.Task` (or what the task factory makes of it).
-    #[pyo3(signature = (coro, *, name=None, context=None))]
+    /// Wraps a coroutine in an `asyncio.Task` (or what the task factory makes of it). The
+    /// keywords (`name=`, `context=`, 3.14's `eager_start=`, ...) reach the task or the
+    /// factory as the running version's asyncio passes them (`versions.CREATE_TASK_KEYWORDS`).
+    #[pyo3(signature = (coro, **kwargs))]
     fn create_task<'py>(
         slf: &Bound<'py, Self>,
         coro: &Bound<'py, PyAny>,
-        name: Option<&Bound<'py, PyAny>>,
-        context: Option<&Bound<'py, PyAny>>,
+        kwargs: Option<Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         static KW_LOOP: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
-        static KW_LOOP_NAME: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
-        static KW_LOOP_CONTEXT: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
-        static KW_ALL: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
-        static KW_CONTEXT: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
         let py = slf.py();
         let this = slf.get();
         this.check_closed(py)?;
+        let style = versions::create_task_keywords(py)?;
+        let kwargs = kwargs.filter(|k| !k.is_empty());
+        if let (CreateTaskKeywords::NameContext, Some(given)) = (style, &kwargs) {
+            for key in given.keys() {
+                let key = key.extract::<String>()?;
+                if key != "name" && key != "context" {
+                    return Err(PyTypeError::new_err(format!(
+                        "create_task() got an unexpected keyword argument '{key}'"
+                    )));
+                }
+            }
+        }
         let factory = this
             .state
             .borrow(py)
@@ -268,44 +282,64 @@ impl LoopCore {
             .as_ref()
             .map(|f| f.clone_ref(py));
         let lp = slf.as_any();
-        match factory {
-            None => {
-                let task = stdlib::task_type(py)?;
-                match (name, context) {
-                    (None, None) => stdlib::vectorcall(
-                        task,
-                        [coro, lp],
-                        Some(stdlib::kwnames(py, &KW_LOOP, &["loop"])?),
-                    ),
-                    (Some(n), None) => stdlib::vectorcall(
-                        task,
-                        [coro, lp, n],
-                        Some(stdlib::kwnames(py, &KW_LOOP_NAME, &["loop", "name"])?),
-                    ),
-                    (None, Some(c)) => stdlib::vectorcall(
-                        task,
-                        [coro, lp, c],
-                        Some(stdlib::kwnames(py, &KW_LOOP_CONTEXT, &["loop", "context"])?),
-                    ),
-                    (Some(n), Some(c)) => stdlib::vectorcall(
-                        task,
-                        [coro, lp, n, c],
-                        Some(stdlib::kwnames(py, &KW_ALL, &["loop", "name", "context"])?),
-                    ),
+        let Some(factory) = factory else {
+            // Task(coro, loop=self, **kwargs), whatever the version.
+            let task = stdlib::task_type(py)?;
+            return match kwargs {
+                None => stdlib::vectorcall(
+                    task,
+                    [coro, lp],
+                    Some(stdlib::kwnames(py, &KW_LOOP, &["loop"])?),
+                ),
+                Some(kwargs) => {
+                    if kwargs.contains("loop")? {
+                        return Err(PyTypeError::new_err(
+                            "create_task() got multiple values for keyword argument 'loop'",
+                        ));
+                    }
+                    kwargs.set_item("loop", lp)?;
+                    task.call((coro,), Some(&kwargs))
                 }
+            };
+        };
+        let factory = factory.bind(py);
+        match style {
+            CreateTaskKeywords::PassThrough => factory.call((lp, coro), kwargs.as_ref()),
+            CreateTaskKeywords::SetName => {
+                let kwargs = kwargs.unwrap_or_else(|| PyDict::new(py));
+                let name = kwargs.get_item("name")?;
+                if name.is_some() {
+                    kwargs.del_item("name")?;
+                }
+                if kwargs.get_item("context")?.is_some_and(|c| c.is_none()) {
+                    kwargs.del_item("context")?;
+                }
+                let task = factory.call((lp, coro), Some(&kwargs))?;
+                // As 3.13 does, even without a name: the task is then named 'None'.
+                task.call_method1(
+                    pyo3::intern!(py, "set_name"),
+                    (name.unwrap_or(py.None().into_bound(py)),),
+                )?;
+                Ok(task)
             }
-            Some(factory) => {
-                let factory = factory.bind(py);
+            CreateTaskKeywords::NameContext => {
+                let get = |key: &str| -> PyResult<Option<Bound<'py, PyAny>>> {
+                    Ok(match &kwargs {
+                        Some(k) => k.get_item(key)?.filter(|v| !v.is_none()),
+                        None => None,
+                    })
+                };
+                let (name, context) = (get("name")?, get("context")?);
                 let task = match context {
                     None => factory.call1((lp, coro))?,
-                    Some(c) => stdlib::vectorcall(
-                        factory,
-                        [lp, coro, c],
-                        Some(stdlib::kwnames(py, &KW_CONTEXT, &["context"])?),
-                    )?,
+                    Some(c) => {
+                        let only_context = PyDict::new(py);
+                        only_context.set_item("context", c)?;
+                        factory.call((lp, coro), Some(&only_context))?
+                    }
                 };
                 if let Some(n) = name {
-                    stdlib::set_task_name(py)?.call1((&task, n))?;
+                    name_factory_task(&task, &n)?;
                 }
                 Ok(task)
             }
@@ -336,5 +370,24 @@ impl LoopCore {
             .task_factory
             .as_ref()
             .map(|f| f.clone_ref(py))
+    }
+}
+
+/// 3.11 and 3.12: names a task the factory made, as their `create_task` does. A task type
+/// without `set_name()` stays unnamed, with the DeprecationWarning asyncio gives it (3.13
+/// makes the method mandatory).
+fn name_factory_task(task: &Bound<'_, PyAny>, name: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = task.py();
+    match task.getattr(pyo3::intern!(py, "set_name")) {
+        Ok(set_name) => set_name.call1((name,)).map(drop),
+        Err(err) if err.is_instance_of::<PyAttributeError>(py) => PyErr::warn(
+            py,
+            &py.get_type::<PyDeprecationWarning>(),
+            c"the task factory made a task without set_name(), so it is left unnamed; \
+              Python 3.13 makes set_name() mandatory for task implementations",
+            // The frame of create_task's caller: a native method has none of its own.
+            1,
+        ),
+        Err(err) => Err(err),
     }
 }

@@ -35,8 +35,9 @@ cached_attr!(
     /// `asyncio.coroutines.iscoroutine`.
     iscoroutine, "asyncio.coroutines", "iscoroutine");
 cached_attr!(
-    /// `asyncio.coroutines.iscoroutinefunction`.
-    iscoroutinefunction, "asyncio.coroutines", "iscoroutinefunction");
+    /// The running version's `asyncio.coroutines.iscoroutinefunction` (3.14 deprecates the
+    /// public name; `ferroloop.versions` picks the one asyncio's own checks use).
+    iscoroutinefunction, "ferroloop.versions", "iscoroutinefunction");
 cached_attr!(
     /// `sys._getframe`, for debug-mode source tracebacks.
     sys_getframe, "sys", "_getframe");
@@ -47,9 +48,6 @@ cached_attr!(
 cached_attr!(
     /// `asyncio.futures._set_result_unless_cancelled(fut, result)`.
     set_result_unless_cancelled, "asyncio.futures", "_set_result_unless_cancelled");
-cached_attr!(
-    /// `asyncio.tasks._set_task_name(task, name)`: names a task made by a custom factory.
-    set_task_name, "asyncio.tasks", "_set_task_name");
 
 cached_attr!(
     /// `socket.socket`, the class of nearly every socket a program hands the loop.

@@ -64,6 +64,13 @@ CHANGES = [
         },
         'test_server': {'UnixServerCleanupTests': (A, ISOLATED)},
         'test_staggered': {'StaggeredTests': (A, ISOLATED)},
+        # In 3.13's later bug-fix releases (3.13.18 has it) as in 3.14.
+        'test_taskgroups': {
+            # TestTaskGroup names asyncio.EventLoop as its loop_factory, which routing.py
+            # replaces; this one builds asyncio.EventLoop() itself, for the same tests.
+            'TestEagerTaskTaskGroup': (B, ('its loop_factory builds asyncio.EventLoop() itself; '
+                                           'TestTaskGroup runs its tests on the loop under test')),
+        },
     }, methods={
         'test_runners.TargetLoop_RunTests.test_loop_factory_default_event_loop':
             (B, "asyncio.run(loop_factory=asyncio.EventLoop) asks for asyncio's own loop"),
@@ -95,12 +102,6 @@ CHANGES = [
             'TestCallStackC': (A, 'the task call graph; ' + ISOLATED),
             'TestCallStackPy': (B, PY_SWAP),
         },
-        'test_taskgroups': {
-            # TestTaskGroup names asyncio.EventLoop as its loop_factory, which routing.py
-            # replaces; this one builds asyncio.EventLoop() itself, for the same tests.
-            'TestEagerTaskTaskGroup': (B, ('its loop_factory builds asyncio.EventLoop() itself; '
-                                           'TestTaskGroup runs its tests on the loop under test')),
-        },
         'test_tools': {name: (B, 'asyncio.tools, the ps/pstree commands; ' + NO_LOOP) for name in (
             'TestAsyncioToolsBasic', 'TestAsyncioToolsEdgeCases', 'TestAsyncioToolsTable',
             'TestAsyncioToolsTree')},
@@ -109,6 +110,16 @@ CHANGES = [
                              'or in the child process, where the guard cannot see')),
             'PidfdChildWatcherTests': (B, 'the stdlib pidfd watcher'),
         },
+    }, methods={
+        # Each asserts, in a thread, isinstance(handle, asyncio.events._ThreadSafeHandle): a
+        # private class that only asyncio's own loop can hand out (its assertion failing in
+        # that thread, the loop is never stopped and the test hangs). What the handle does,
+        # cancel() and cancelled() from another thread waiting while its callback runs, is
+        # tested on both loops in tests/test_threadsafe.py.
+        **{f'test_events.TargetLoop_EventLoopTests.test_call_soon_threadsafe_handle_{name}':
+           (B, PRIVATE + 'the handle is asserted to be an events._ThreadSafeHandle')
+           for name in ('block_check_cancelled', 'block_cancellation', 'cancel_same_thread',
+                        'cancel_other_thread')},
     }, generated={
         'test_events': {
             'TargetLoop_UnixPipeObjectSupportTests': Generated(
