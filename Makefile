@@ -73,9 +73,18 @@ bench: build
 		|| echo 'wrk is missing: the HTTP rows will say skipped'
 	$(PY) -m bench.run $(BENCH_ARGS)
 
-lint:
+# Rust formatting and clippy, then the native module's typed stub against a fresh build:
+# mypy.stubtest checks the signatures it gives and the public names it lacks, and
+# scripts/check_stub_members.py the underscore-prefixed members stubtest does not look for.
+lint: build $(VENV)/.lint-ready
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+	$(PY) -m mypy.stubtest ferroloop._ferroloop
+	$(PY) scripts/check_stub_members.py
+
+$(VENV)/.lint-ready: lint-requirements.txt $(VENV)/.ready
+	$(VENV)/bin/pip install --quiet -r lint-requirements.txt
+	touch $@
 
 clean:
 	rm -rf $(VENV) $(VENV)-3.* target dist
