@@ -3,11 +3,14 @@
 import asyncio
 import concurrent.futures
 import os
+import select
 import signal
 import socket
 import sys
 
 import pytest
+
+from conftest import HANG_TIMEOUT
 
 
 async def return_value(value):
@@ -404,3 +407,73 @@ def test_close_releases_the_loops_own_file_descriptors(loop_factory):
 
 def test_loop_is_an_abstract_event_loop(loop):
     assert isinstance(loop, asyncio.AbstractEventLoop)
+
+
+def test_callbacks_queued_before_the_poll_run_before_what_it_finds(loop):
+    # A program starts waiting (a task's first step, queued) for a datagram that has already
+    # arrived: the task must run before datagram_received, or the protocol finds no waiter.
+    order = []
+
+    class Protocol(asyncio.DatagramProtocol):
+        def datagram_received(self, data, addr):
+            order.append('datagram_received')
+
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(('127.0.0.1', 0))
+    transport, _ = loop.run_until_complete(
+        loop.create_datagram_endpoint(Protocol, sock=receiver))
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sender.sendto(b'x', receiver.getsockname())
+        select.select([receiver], [], [], HANG_TIMEOUT)  # it has arrived
+
+        async def waiter():
+            order.append('task started')
+            deadline = loop.time() + HANG_TIMEOUT
+            while 'datagram_received' not in order and loop.time() < deadline:
+                await asyncio.sleep(0)
+
+        loop.call_soon(order.append, 'call_soon')
+        loop.run_until_complete(waiter())
+    finally:
+        sender.close()
+        transport.close()
+        loop.run_until_complete(asyncio.sleep(0))
+    assert order == ['call_soon', 'task started', 'datagram_received']
+
+
+def test_callbacks_run_in_the_order_they_were_scheduled_across_io(loop):
+    # One callback queued before the poll schedules X; the data the poll finds makes the
+    # protocol schedule Y. X was scheduled first, so it runs first (a subprocess's
+    # connection_made before its first pipe_data_received relies on this).
+    order = []
+    ours, peer = socket.socketpair()
+
+    class Protocol(asyncio.Protocol):
+        def data_received(self, data):
+            order.append('data_received')
+            loop.call_soon(order.append, 'Y')
+
+    transport, _ = loop.run_until_complete(loop.create_connection(Protocol, sock=ours))
+    try:
+        peer.sendall(b'x')
+        select.select([ours], [], [], HANG_TIMEOUT)
+
+        def first():
+            order.append('first')
+            loop.call_soon(order.append, 'X')
+
+        loop.call_soon(first)
+
+        async def until_both():
+            deadline = loop.time() + HANG_TIMEOUT
+            while 'Y' not in order and loop.time() < deadline:
+                await asyncio.sleep(0)
+
+        loop.run_until_complete(until_both())
+    finally:
+        transport.close()
+        peer.close()
+        loop.run_until_complete(asyncio.sleep(0))
+    assert order.index('X') < order.index('Y')
+    assert order[:2] == ['first', 'data_received']

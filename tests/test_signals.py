@@ -229,6 +229,9 @@ CTRL_C_CHILD = textwrap.dedent('''
 
     factory = {'asyncio': asyncio.SelectorEventLoop,
                'ferroloop': ferroloop.new_event_loop}[sys.argv[1]]
+    # A child started in the background by a non-interactive shell inherits SIGINT ignored,
+    # and Python then installs no handler: Ctrl-C's handler is what is tested here.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     interrupt_soon = lambda: threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
 
     # 1. A loop blocked in poll, no handler of ours: KeyboardInterrupt leaves run_forever.

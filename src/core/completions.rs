@@ -30,6 +30,11 @@ impl Completions {
         }
     }
 
+    /// Whether something completed since the last `take`.
+    pub fn is_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
     /// On the loop thread: what has completed since the last call (usually nothing: one
     /// atomic load).
     pub fn take(&self) -> Vec<Completion> {

@@ -31,6 +31,10 @@ pub struct Reactor {
 
 pub struct LoopState {
     pub ready: VecDeque<Ready>,
+    /// During an iteration: what the callbacks queued before the poll scheduled, set aside so
+    /// that what the poll found and the due timers run first (see `run_once`). Empty between
+    /// iterations; kept for its capacity.
+    pub later: VecDeque<Ready>,
     /// Native watchers whose fd the last poll found ready, run before the ready queue.
     pub io_ready: Vec<NativeWatcher>,
     pub timers: TimerHeap<Py<Handle>>,
@@ -221,6 +225,7 @@ impl LoopCore {
         Ok(LoopCore {
             state: GilCell::new(LoopState {
                 ready: VecDeque::with_capacity(64),
+                later: VecDeque::new(),
                 io_ready: Vec::with_capacity(64),
                 timers: TimerHeap::default(),
                 cancelled_timers: 0,

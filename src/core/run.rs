@@ -273,7 +273,58 @@ impl LoopCore {
         Ok(())
     }
 
-    /// One iteration: poll, queue due timers, run what is ready.
+    /// Runs the `count` callbacks at the front of the ready queue (those queued before this
+    /// iteration's poll).
+    fn run_queued_before_poll(slf: &Bound<'_, LoopCore>, count: usize) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        for _ in 0..count {
+            let Some(item) = this.state.borrow_mut(py).ready.pop_front() else {
+                break;
+            };
+            LoopCore::run_item(slf, item)?;
+        }
+        Ok(())
+    }
+
+    /// Sets aside what was scheduled behind the `found` handles the poll queued: it waits for
+    /// the next iteration, as with asyncio, while what the poll found and the due timers run
+    /// now. `restore_later` puts it back in front.
+    fn set_aside_later(&self, py: Python<'_>, found: usize) {
+        let mut guard = self.state.borrow_mut(py);
+        let st = &mut *guard;
+        if st.ready.len() > found {
+            st.later.extend(st.ready.drain(found..));
+        }
+    }
+
+    /// Whether the poll found no native work, no lookups completed and no timer may be due:
+    /// then the iteration is over once the callbacks queued before the poll have run.
+    fn nothing_else_this_iteration(&self, py: Python<'_>) -> bool {
+        let st = self.state.borrow(py);
+        st.io_ready.is_empty() && st.timers.is_empty() && !self.completions.is_pending()
+    }
+
+    /// Puts back in front what `set_aside_later` set aside.
+    fn restore_later(&self, py: Python<'_>) {
+        let mut guard = self.state.borrow_mut(py);
+        let st = &mut *guard;
+        if st.later.is_empty() {
+            return;
+        }
+        if st.ready.is_empty() {
+            std::mem::swap(&mut st.ready, &mut st.later);
+        } else {
+            while let Some(item) = st.later.pop_back() {
+                st.ready.push_front(item);
+            }
+        }
+    }
+
+    /// One iteration, in asyncio's order: poll; run the callbacks that were ready before it;
+    /// then what the poll found (native watchers at once, then the Python ones), and the due
+    /// timers. What native watchers schedule (a task waiting for their data, say) runs in
+    /// this same iteration instead of costing another poll, as on libuv-based loops.
     pub fn run_once(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
@@ -284,13 +335,34 @@ impl LoopCore {
         this.iterations.set(py, this.iterations.get(py) + 1);
         this.drop_cancelled_timers(py);
         let timeout = this.poll_timeout(py);
+        let queued_before = this.state.borrow(py).ready.len();
         this.poll_io(py, timeout)?;
-        for completion in this.completions.take() {
-            completion(py);
+        let found_by_poll = this.state.borrow(py).ready.len() - queued_before;
+        if queued_before > 0 {
+            LoopCore::run_queued_before_poll(slf, queued_before)?;
+            if found_by_poll == 0 && this.nothing_else_this_iteration(py) {
+                // The common case of a busy loop: what they scheduled simply waits for the
+                // next iteration where it is.
+                return Ok(());
+            }
+            this.set_aside_later(py, found_by_poll);
         }
-        LoopCore::run_io(slf)?;
-        this.queue_due_timers(py);
-        LoopCore::run_ready(slf)
+        let result = (|| {
+            for completion in this.completions.take() {
+                completion(py);
+            }
+            LoopCore::run_io(slf)?;
+            // Callbacks run in the order they were scheduled: if some were set aside for the
+            // next iteration, what the native watchers scheduled since goes behind them.
+            let has_later = !this.state.borrow(py).later.is_empty();
+            if has_later {
+                this.set_aside_later(py, found_by_poll);
+            }
+            this.queue_due_timers(py);
+            LoopCore::run_ready(slf)
+        })();
+        this.restore_later(py);
+        result
     }
 }
 
