@@ -230,7 +230,10 @@ def _loop_stack(thread_ident):
     return stack
 
 
-_STDLIB = tuple({sysconfig.get_path('stdlib'), sysconfig.get_path('platstdlib')})
+# Where the standard library is: by sysconfig, and where its modules actually are (an
+# interpreter installed under another prefix than it was built for differs).
+_STDLIB = tuple({sysconfig.get_path('stdlib'), sysconfig.get_path('platstdlib'),
+                 os.path.dirname(os.__file__)})
 
 
 def _place(stack):
