@@ -298,11 +298,11 @@ impl LoopCore {
         }
     }
 
-    /// Whether the poll found no native work, no lookups completed and no timer may be due:
-    /// then the iteration is over once the callbacks queued before the poll have run.
+    /// Whether the poll found no native work and no lookups completed (the Python watchers
+    /// and due timers are counted by the caller): then the iteration is over once the
+    /// callbacks queued before the poll have run.
     fn nothing_else_this_iteration(&self, py: Python<'_>) -> bool {
-        let st = self.state.borrow(py);
-        st.io_ready.is_empty() && st.timers.is_empty() && !self.completions.is_pending()
+        self.state.borrow(py).io_ready.is_empty() && !self.completions.is_pending()
     }
 
     /// Puts back in front what `set_aside_later` set aside.
@@ -321,9 +321,9 @@ impl LoopCore {
         }
     }
 
-    /// One iteration, in asyncio's order: poll; run the callbacks that were ready before it;
-    /// then what the poll found (native watchers at once, then the Python ones), and the due
-    /// timers. What native watchers schedule (a task waiting for their data, say) runs in
+    /// One iteration, in asyncio's order: poll and queue the due timers; run the callbacks
+    /// that were ready before the poll; then what the poll found (native watchers at once,
+    /// then the Python ones) and the due timers. What native watchers schedule (a task waiting for their data, say) runs in
     /// this same iteration instead of costing another poll, as on libuv-based loops.
     pub fn run_once(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
         let py = slf.py();
@@ -337,6 +337,9 @@ impl LoopCore {
         let timeout = this.poll_timeout(py);
         let queued_before = this.state.borrow(py).ready.len();
         this.poll_io(py, timeout)?;
+        // Due timers join what the poll found, now: a timer set by a callback of this
+        // iteration is not due before the next one, as with asyncio.
+        this.queue_due_timers(py);
         let found_by_poll = this.state.borrow(py).ready.len() - queued_before;
         if queued_before > 0 {
             LoopCore::run_queued_before_poll(slf, queued_before)?;
@@ -358,7 +361,6 @@ impl LoopCore {
             if has_later {
                 this.set_aside_later(py, found_by_poll);
             }
-            this.queue_due_timers(py);
             LoopCore::run_ready(slf)
         })();
         this.restore_later(py);
