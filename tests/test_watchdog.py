@@ -416,3 +416,24 @@ def test_metrics_count_what_is_alive(loop):
     assert alive.timers >= 1
     assert alive.fds_watched >= 3  # listening socket and both connection ends
     assert set(alive.as_dict()) >= {'iterations', 'callbacks', 'lag_p99', 'blocks'}
+
+
+@pytest.mark.skipif(not hasattr(asyncio, 'format_call_graph'),
+                    reason="asyncio's call graph arrived with Python 3.14")
+def test_the_report_shows_the_await_chain_where_asyncio_has_one():
+    async def leaf():
+        time.sleep(THRESHOLD * 3)  # chain-line
+
+    async def middle():
+        await leaf()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.set_watchdog(THRESHOLD, callback=reports)
+        await asyncio.create_task(middle(), name='worker')
+
+    reports = Reports(place_of(leaf, 'chain-line'))
+    ferroloop.run(main())
+    [report] = reports.blocked()
+    assert "name='worker'" in report.await_chain and 'Awaited by' in report.await_chain
+    assert report.await_chain in str(report)
