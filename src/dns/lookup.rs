@@ -13,7 +13,7 @@ use super::numeric::{family_member, kind_member};
 use super::pool::{self, Answer, Job};
 use crate::core::event_loop::LoopCore;
 use crate::errors::os_error;
-use crate::sys::{c_text, AddrInfo, Hints, LookupError, SockAddr};
+use crate::sys::{c_text, AddrInfo, LookupError, SockAddr};
 
 /// The host as `socket.getaddrinfo` passes it to C, when that is certain without the IDNA
 /// codec: None, bytes, or an ASCII str whose labels the codec would pass unchanged.
@@ -54,15 +54,6 @@ fn service_bytes(port: &Bound<'_, PyAny>) -> Option<Option<Vec<u8>>> {
     }
     let text = port.cast_exact::<PyString>().ok()?.to_str().ok()?;
     text.is_ascii().then(|| Some(text.as_bytes().to_vec()))
-}
-
-/// An int argument (`socket.SOCK_STREAM` and the other enum members are ints) that fits C's
-/// int, as `socket.getaddrinfo` takes it.
-fn small_int(value: &Bound<'_, PyAny>) -> Option<i32> {
-    if !value.is_instance_of::<PyInt>() {
-        return None;
-    }
-    value.extract().ok()
 }
 
 /// The answer as `socket.getaddrinfo` returns it, or None where its conversion would differ
@@ -157,13 +148,7 @@ impl LoopCore {
         let (Some(host), Some(service)) = (host_bytes(host), service_bytes(port)) else {
             return Ok(false);
         };
-        let ints = (
-            small_int(family),
-            small_int(kind),
-            small_int(proto),
-            small_int(flags),
-        );
-        let (Some(family), Some(socktype), Some(protocol), Some(flags)) = ints else {
+        let Some(hints) = super::hints([family, kind, proto, flags]) else {
             return Ok(false);
         };
         let host = host.map(|h| c_text(&h));
@@ -177,12 +162,7 @@ impl LoopCore {
         let job = Job {
             host: host.flatten(),
             service: service.flatten(),
-            hints: Hints {
-                family,
-                socktype,
-                protocol,
-                flags,
-            },
+            hints,
             done: Box::new(move |answer| {
                 let deliver_it = Box::new(move |py: Python<'_>| {
                     let future = future.bind(py);

@@ -9,9 +9,9 @@ use pyo3::types::{PyBytes, PyInt, PyList, PyString, PyTuple};
 
 use crate::sys::parse_ip_literal;
 
-const AI_PASSIVE: i64 = libc::AI_PASSIVE as i64;
-const AI_NUMERICHOST: i64 = libc::AI_NUMERICHOST as i64;
-const AI_NUMERICSERV: i64 = libc::AI_NUMERICSERV as i64;
+const AI_PASSIVE: i32 = libc::AI_PASSIVE;
+const AI_NUMERICHOST: i32 = libc::AI_NUMERICHOST;
+const AI_NUMERICSERV: i32 = libc::AI_NUMERICSERV;
 
 /// `socket.AddressFamily` and `socket.SocketKind` members, as `socket.getaddrinfo` returns
 /// them (the same objects).
@@ -106,15 +106,10 @@ pub fn numeric_addrinfo<'py>(
     proto: &Bound<'py, PyAny>,
     flags: &Bound<'py, PyAny>,
 ) -> PyResult<Option<Bound<'py, PyList>>> {
-    let ints = (
-        family.extract::<i64>(),
-        kind.extract::<i64>(),
-        proto.extract::<i64>(),
-        flags.extract::<i64>(),
-    );
-    let (Ok(family), Ok(kind), Ok(proto), Ok(flags)) = ints else {
+    let Some(hints) = super::hints([family, kind, proto, flags]) else {
         return Ok(None);
     };
+    let (family, kind, proto, flags) = (hints.family, hints.socktype, hints.protocol, hints.flags);
     // Flags that change the answer (AI_CANONNAME, AI_ADDRCONFIG, AI_V4MAPPED...) need the
     // real lookup.
     if flags & !(AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV) != 0 {
@@ -126,7 +121,7 @@ pub fn numeric_addrinfo<'py>(
     let Some((addr_family, addr)) = parse_ip_literal(&text) else {
         return Ok(None);
     };
-    if family != 0 && family != i64::from(addr_family) {
+    if family != 0 && family != addr_family {
         return Ok(None);
     }
     // What the C library answers per socket type and protocol, in its order.
