@@ -161,7 +161,10 @@ class _BlockReporter:
             self._emit(report)
 
     def _ended(self, state, seconds):
-        key, blocked, in_full = self._open.pop(state)
+        opened = self._open.pop(state, None)
+        if opened is None:
+            return  # its _blocked failed (and was reported as unraisable)
+        key, blocked, in_full = opened
         info = self.places.get(key)
         if info is None:
             return
