@@ -64,7 +64,12 @@ CHANGES = [
         },
         'test_server': {'UnixServerCleanupTests': (A, ISOLATED)},
         'test_staggered': {'StaggeredTests': (A, ISOLATED)},
-        # In 3.13's later bug-fix releases (3.13.18 has it) as in 3.14.
+        # In 3.13's later bug-fix releases (3.13.18 has them) as in 3.14.
+        'test_events': {
+            'UnixPipeObjectSupportTests': (REPLACED, 'builds asyncio.SelectorEventLoop()'),
+            'TargetLoop_UnixPipeObjectSupportTests': (A, ('which objects connect_read_pipe and '
+                                                          'connect_write_pipe accept')),
+        },
         'test_taskgroups': {
             # TestTaskGroup names asyncio.EventLoop as its loop_factory, which routing.py
             # replaces; this one builds asyncio.EventLoop() itself, for the same tests.
@@ -79,6 +84,11 @@ CHANGES = [
         'test_ssl.TestSSL.test_remote_shutdown_receives_trailing_data_on_slow_socket':
             (B, PRIVATE + 'sslproto._test__append_write_backlog; replaces the socket '
                           "transport's _sock, tests its _read_ready_cb"),
+    }, generated={
+        'test_events': {
+            'TargetLoop_UnixPipeObjectSupportTests': Generated(
+                ('UnixPipeObjectSupportTests',), 'plain setUp'),
+        },
     }),
     # Checked against 3.14.10 on asyncio's own loop. 3.14 also removes the child watchers:
     # their classes are simply no longer found.
@@ -86,11 +96,6 @@ CHANGES = [
         'test_eager_task_factory': {
             'DefaultTaskFactoryEagerStart': (B, ('asyncio.run(loop_factory=asyncio.EventLoop) '
                                                  "asks for asyncio's own loop")),
-        },
-        'test_events': {
-            'UnixPipeObjectSupportTests': (REPLACED, 'builds asyncio.SelectorEventLoop()'),
-            'TargetLoop_UnixPipeObjectSupportTests': (A, ('which objects connect_read_pipe and '
-                                                          'connect_write_pipe accept')),
         },
         'test_free_threading': {
             'TestCFreeThreading': (A, 'tasks and all_tasks() across threads; ' + NEW_LOOP),
@@ -120,11 +125,6 @@ CHANGES = [
            (B, PRIVATE + 'the handle is asserted to be an events._ThreadSafeHandle')
            for name in ('block_check_cancelled', 'block_cancellation', 'cancel_same_thread',
                         'cancel_other_thread')},
-    }, generated={
-        'test_events': {
-            'TargetLoop_UnixPipeObjectSupportTests': Generated(
-                ('UnixPipeObjectSupportTests',), 'plain setUp'),
-        },
     }),
     # Checked against 3.15.2 on asyncio's own loop.
     Change(since=(3, 15), classes={
