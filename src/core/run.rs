@@ -252,30 +252,9 @@ impl LoopCore {
         result
     }
 
-    /// Runs the callbacks that were ready when this pass began; those they schedule wait for
-    /// the next iteration.
-    fn run_ready(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let ntodo = this.state.borrow(py).ready.len();
-        for _ in 0..ntodo {
-            let Some(item) = this.state.borrow_mut(py).ready.pop_front() else {
-                break;
-            };
-            LoopCore::run_item(slf, item)?;
-        }
-        let mut st = this.state.borrow_mut(py);
-        if st.ready.capacity() > READY_CAPACITY_KEPT && st.ready.len() * 4 < st.ready.capacity() {
-            // After a burst of callbacks, give the queue's memory back.
-            let keep = st.ready.len().max(READY_CAPACITY_KEPT);
-            st.ready.shrink_to(keep);
-        }
-        Ok(())
-    }
-
-    /// Runs the `count` callbacks at the front of the ready queue (those queued before this
-    /// iteration's poll).
-    fn run_queued_before_poll(slf: &Bound<'_, LoopCore>, count: usize) -> PyResult<()> {
+    /// Runs the `count` callbacks at the front of the ready queue; those they schedule queue
+    /// up behind.
+    fn run_first(slf: &Bound<'_, LoopCore>, count: usize) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         for _ in 0..count {
@@ -283,6 +262,22 @@ impl LoopCore {
                 break;
             };
             LoopCore::run_item(slf, item)?;
+        }
+        Ok(())
+    }
+
+    /// Runs the callbacks that were ready when this pass began; those they schedule wait for
+    /// the next iteration.
+    fn run_ready(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let ntodo = this.state.borrow(py).ready.len();
+        LoopCore::run_first(slf, ntodo)?;
+        let mut st = this.state.borrow_mut(py);
+        if st.ready.capacity() > READY_CAPACITY_KEPT && st.ready.len() * 4 < st.ready.capacity() {
+            // After a burst of callbacks, give the queue's memory back.
+            let keep = st.ready.len().max(READY_CAPACITY_KEPT);
+            st.ready.shrink_to(keep);
         }
         Ok(())
     }
@@ -323,8 +318,9 @@ impl LoopCore {
 
     /// One iteration, in asyncio's order: poll and queue the due timers; run the callbacks
     /// that were ready before the poll; then what the poll found (native watchers at once,
-    /// then the Python ones) and the due timers. What native watchers schedule (a task waiting for their data, say) runs in
-    /// this same iteration instead of costing another poll, as on libuv-based loops.
+    /// then the Python ones) and the due timers. What native watchers schedule (a task
+    /// waiting for their data, say) runs in this same iteration instead of costing another
+    /// poll, as on libuv-based loops, unless earlier callbacks' must run first.
     pub fn run_once(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
@@ -342,7 +338,7 @@ impl LoopCore {
         this.queue_due_timers(py);
         let found_by_poll = this.state.borrow(py).ready.len() - queued_before;
         if queued_before > 0 {
-            LoopCore::run_queued_before_poll(slf, queued_before)?;
+            LoopCore::run_first(slf, queued_before)?;
             if found_by_poll == 0 && this.nothing_else_this_iteration(py) {
                 // The common case of a busy loop: what they scheduled simply waits for the
                 // next iteration where it is.
