@@ -196,6 +196,31 @@ def test_repeated_blocks_at_one_place_are_counted_not_repeated(loop):
     assert 'repeated-line' in summary['worst_stack']
 
 
+def test_repeated_blocks_are_summed_up_once_a_window(loop, monkeypatch):
+    monkeypatch.setattr(ferroloop.watchdog, 'REPEAT_WINDOW', 0.5)
+
+    async def block():
+        time.sleep(THRESHOLD * 1.5)  # summed-line
+
+    async def main():
+        for _ in range(10):
+            await block()
+            await asyncio.sleep(0)
+
+    reports = Reports(place_of(block, 'summed-line'))
+    watch(loop, reports)
+    loop.run_until_complete(main())
+    loop.close()
+    summaries = [r for r in reports.ended() if r.repeats]
+    assert summaries and 'more times at' in str(summaries[0])
+    in_full = len(reports.blocked())
+    assert 2 <= in_full < 10
+    # Every block is accounted for: reported in full, or counted in a summary, or still to
+    # be summed up in the place's record.
+    [record] = [b for b in loop.metrics().blocks if b['place'] == reports.place]
+    assert record['count'] == 10
+
+
 def test_reports_go_to_the_logger_by_default(loop, caplog):
     async def block():
         time.sleep(THRESHOLD * 4)

@@ -118,7 +118,6 @@ class _Place:
     worst_stack: str = ''
     reported_at: float = -math.inf
     since_report: int = 0
-    since_total: float = 0.0
     since_worst: float = 0.0
 
 
@@ -156,8 +155,13 @@ class _BlockReporter:
                              worst=max(info.worst, seconds))
         self._open[state] = (key, report, in_full)
         if in_full:
+            if info.since_report:
+                # The quiet blocks since the last full report, summed up before the new one.
+                self._emit(dataclasses.replace(report, ended=True, repeats=info.since_report,
+                                               worst=info.since_worst, count=info.count,
+                                               total=info.total))
             info.reported_at = now
-            info.since_report = info.since_total = info.since_worst = 0
+            info.since_report = info.since_worst = 0
             self._emit(report)
 
     def _ended(self, state, seconds):
@@ -181,14 +185,13 @@ class _BlockReporter:
             self._emit(report)
             return
         info.since_report += 1
-        info.since_total += duration
         info.since_worst = max(info.since_worst, duration)
         now = time.monotonic()
         if now - info.reported_at >= REPEAT_WINDOW:
             self._emit(dataclasses.replace(report, repeats=info.since_report,
                                            worst=info.since_worst))
             info.reported_at = now
-            info.since_report = info.since_total = info.since_worst = 0
+            info.since_report = info.since_worst = 0
 
 
 def _describe(item):
