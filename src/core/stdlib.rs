@@ -16,6 +16,24 @@ macro_rules! cached_attr {
 }
 
 cached_attr!(
+    /// `socket.AF_INET`: the `socket.AddressFamily` member `socket.getaddrinfo` answers with.
+    af_inet, "socket", "AF_INET");
+cached_attr!(
+    /// `socket.AF_INET6`.
+    af_inet6, "socket", "AF_INET6");
+cached_attr!(
+    /// `socket.SOCK_STREAM`: the `socket.SocketKind` member.
+    sock_stream, "socket", "SOCK_STREAM");
+cached_attr!(
+    /// `socket.SOCK_DGRAM`.
+    sock_dgram, "socket", "SOCK_DGRAM");
+cached_attr!(
+    /// `socket.SOCK_RAW`.
+    sock_raw, "socket", "SOCK_RAW");
+cached_attr!(
+    /// `socket.gaierror`: what a failed lookup raises.
+    gaierror, "socket", "gaierror");
+cached_attr!(
     /// `asyncio.Future`: the C implementation, so futures are exactly asyncio's.
     future_type, "asyncio", "Future");
 cached_attr!(

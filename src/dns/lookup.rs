@@ -12,6 +12,7 @@ use pyo3::types::{PyBytes, PyInt, PyList, PyString, PyTuple};
 use super::numeric::{family_member, kind_member};
 use super::pool::{self, Answer, Job};
 use crate::core::event_loop::LoopCore;
+use crate::core::stdlib;
 use crate::errors::os_error;
 use crate::sys::{c_text, AddrInfo, LookupError, SockAddr};
 
@@ -104,8 +105,7 @@ fn to_exception(py: Python<'_>, error: LookupError) -> PyResult<PyErr> {
     Ok(match error {
         LookupError::Os(err) => os_error(err),
         LookupError::Gai { code, message } => {
-            let gaierror = py.import("socket")?.getattr("gaierror")?;
-            PyErr::from_value(gaierror.call1((code, message))?)
+            PyErr::from_value(stdlib::gaierror(py)?.call1((code, message))?)
         }
     })
 }

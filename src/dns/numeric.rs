@@ -4,58 +4,32 @@
 //! on loops that answer them themselves, as asyncio's `_ipaddr_info` and uvloop do.
 
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyInt, PyList, PyString, PyTuple};
 
+use crate::core::stdlib;
 use crate::sys::parse_ip_literal;
 
 const AI_PASSIVE: i32 = libc::AI_PASSIVE;
 const AI_NUMERICHOST: i32 = libc::AI_NUMERICHOST;
 const AI_NUMERICSERV: i32 = libc::AI_NUMERICSERV;
 
-/// `socket.AddressFamily` and `socket.SocketKind` members, as `socket.getaddrinfo` returns
-/// them (the same objects).
-fn enum_member<'py>(
-    py: Python<'py>,
-    cell: &'static PyOnceLock<Py<PyAny>>,
-    class: &str,
-    value: i32,
-) -> PyResult<Bound<'py, PyAny>> {
-    cell.get_or_try_init(py, || {
-        Ok::<_, PyErr>(
-            py.import("socket")?
-                .getattr(class)?
-                .call1((value,))?
-                .unbind(),
-        )
-    })
-    .map(|member| member.bind(py).clone())
-}
-
 /// `socket.AddressFamily.AF_INET`/`AF_INET6`; None for other families.
 pub(super) fn family_member(py: Python<'_>, family: i32) -> PyResult<Option<Bound<'_, PyAny>>> {
-    static INET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    static INET6: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    let cell = match family {
-        libc::AF_INET => &INET,
-        libc::AF_INET6 => &INET6,
-        _ => return Ok(None),
-    };
-    enum_member(py, cell, "AddressFamily", family).map(Some)
+    Ok(match family {
+        libc::AF_INET => Some(stdlib::af_inet(py)?.clone()),
+        libc::AF_INET6 => Some(stdlib::af_inet6(py)?.clone()),
+        _ => None,
+    })
 }
 
 /// `socket.SocketKind.SOCK_STREAM`/`SOCK_DGRAM`/`SOCK_RAW`; None for other kinds.
 pub(super) fn kind_member(py: Python<'_>, kind: i32) -> PyResult<Option<Bound<'_, PyAny>>> {
-    static STREAM: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    static DGRAM: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    static RAW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    let cell = match kind {
-        libc::SOCK_STREAM => &STREAM,
-        libc::SOCK_DGRAM => &DGRAM,
-        libc::SOCK_RAW => &RAW,
-        _ => return Ok(None),
-    };
-    enum_member(py, cell, "SocketKind", kind).map(Some)
+    Ok(match kind {
+        libc::SOCK_STREAM => Some(stdlib::sock_stream(py)?.clone()),
+        libc::SOCK_DGRAM => Some(stdlib::sock_dgram(py)?.clone()),
+        libc::SOCK_RAW => Some(stdlib::sock_raw(py)?.clone()),
+        _ => None,
+    })
 }
 
 /// The port as `getaddrinfo` reads it with `AI_NUMERICSERV`, when that is certain: None,
