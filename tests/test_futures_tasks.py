@@ -86,6 +86,24 @@ def test_create_task_refuses_a_non_coroutine(loop):
         loop.create_task(42)
 
 
+def test_create_task_takes_its_coroutine_as_a_keyword_too(loop):
+    task = loop.create_task(coro=value(7), name='by-keyword')
+    assert task.get_name() == 'by-keyword'
+    assert loop.run_until_complete(task) == 7
+
+
+def test_create_task_refuses_a_wrong_number_of_coroutines(loop):
+    with pytest.raises(TypeError, match='coro'):
+        loop.create_task()
+    first, second = value(1), value(2)
+    with pytest.raises(TypeError):
+        loop.create_task(first, second)
+    with pytest.raises(TypeError, match='coro'):
+        loop.create_task(first, coro=second)
+    first.close()
+    second.close()
+
+
 def test_task_factory_is_used_and_gets_loop_and_coroutine(loop):
     calls = []
 

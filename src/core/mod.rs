@@ -2,6 +2,7 @@
 //! watchdog and metrics.
 
 pub mod completions;
+pub mod create_task;
 pub mod debug;
 pub mod event_loop;
 pub mod gil_cell;
