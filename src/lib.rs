@@ -8,6 +8,7 @@ pub mod core;
 pub mod dns;
 pub mod errors;
 pub mod reactor;
+pub mod sendfile;
 pub mod sock;
 pub mod sys;
 pub mod transports;

@@ -1,6 +1,7 @@
-//! `sock_recv`, `sock_recv_into`, `sock_sendall`: the syscall is tried at once; if it would
-//! block, a native watcher finishes the operation when the fd is ready and completes a
-//! future. No Python callback or handle is made per readiness event.
+//! `sock_recv`, `sock_recv_into`, `sock_sendall` (and sendfile's zero-copy transfer, see
+//! `sendfile.rs`): the syscall is tried at once; if it would block, a native watcher finishes
+//! the operation when the fd is ready and completes a future. No Python callback or handle is
+//! made per readiness event.
 //!
 //! The Python face (`ferroloop/sock.py`) wraps these in coroutines and calls `abandon()` when
 //! the waiting coroutine is cancelled, so the fd stops being watched at once.
@@ -23,12 +24,14 @@ use crate::core::gil_cell::GilCell;
 use crate::core::io::{holds_fd, FdNumber};
 use crate::core::io_table::{Direction, NativeWatcher};
 use crate::errors::os_error;
+use crate::sendfile::{transfer_error, SendFile};
 use crate::sys;
 
-enum Operation {
+pub(crate) enum Operation {
     Recv { max: usize },
     RecvInto { buffer: PyUntypedBuffer },
     SendAll { data: PyUntypedBuffer, sent: usize },
+    SendFile(SendFile),
 }
 
 /// One pending socket operation, the target of its fd's native watcher.
@@ -43,7 +46,18 @@ pub struct SockOp {
     operation: GilCell<Operation>,
 }
 
-enum Progress {
+impl Operation {
+    /// The operation is over (done, failed or given up): what must follow it happens now.
+    /// An error here is what the operation then ends with.
+    fn finish(&mut self, failed: bool) -> PyResult<()> {
+        match self {
+            Operation::SendFile(transfer) => transfer.finish(failed),
+            _ => Ok(()),
+        }
+    }
+}
+
+pub(crate) enum Progress {
     Done(Py<PyAny>),
     Pending,
 }
@@ -133,11 +147,28 @@ impl SockOp {
                     Ok(Progress::Pending)
                 }
             }
+            Operation::SendFile(transfer) => transfer.step(py, self.fd),
         };
         match result {
             Err(e) if sys::would_block(&e) => Ok(Progress::Pending),
             other => other,
         }
+    }
+
+    /// The exception a failed attempt raises.
+    fn error(&self, py: Python<'_>, err: std::io::Error) -> PyErr {
+        let sendfile_sent = match &*self.operation.borrow(py) {
+            Operation::SendFile(transfer) => Some(transfer.sent()),
+            _ => None,
+        };
+        match sendfile_sent {
+            Some(sent) => transfer_error(py, sent, err, true),
+            None => os_error(err),
+        }
+    }
+
+    fn finish(&self, py: Python<'_>, failed: bool) -> PyResult<()> {
+        self.operation.borrow_mut(py).finish(failed)
     }
 
     /// The fd is ready: make progress, and complete the future when done.
@@ -151,46 +182,58 @@ impl SockOp {
             // Cancelled while waiting and not yet abandoned.
             lp.get()
                 .clear_watcher_of(py, this.fd, this.direction, target);
-            return Ok(());
+            return this.finish(py, true);
         }
         let outcome = if holds_fd(this.sock.bind(py), this.fd) {
-            this.attempt(py)
+            this.attempt(py).map_err(|err| this.error(py, err))
         } else {
-            Err(std::io::Error::from_raw_os_error(sys::EBADF))
+            Err(os_error(std::io::Error::from_raw_os_error(sys::EBADF)))
         };
-        match outcome {
-            Ok(Progress::Pending) => Ok(()),
-            Ok(Progress::Done(value)) => {
-                lp.get()
-                    .clear_watcher_of(py, this.fd, this.direction, target);
-                future.call_method1(intern!(py, "set_result"), (value,))?;
-                Ok(())
-            }
+        let outcome = match outcome {
+            Ok(Progress::Pending) => return Ok(()),
+            Ok(Progress::Done(value)) => this.finish(py, false).map(|()| value),
             Err(err) => {
-                lp.get()
-                    .clear_watcher_of(py, this.fd, this.direction, target);
-                future.call_method1(
-                    intern!(py, "set_exception"),
-                    (os_error(err).into_value(py),),
-                )?;
-                Ok(())
+                // The operation's own error wins over one in cleaning up after it.
+                let _ = this.finish(py, true);
+                Err(err)
             }
-        }
+        };
+        lp.get()
+            .clear_watcher_of(py, this.fd, this.direction, target);
+        match outcome {
+            Ok(value) => future.call_method1(intern!(py, "set_result"), (value,))?,
+            Err(err) => future.call_method1(intern!(py, "set_exception"), (err.into_value(py),))?,
+        };
+        Ok(())
     }
 
-    /// Starts waiting: a future completed when the operation finishes.
-    fn wait(
+    /// Starts waiting: a future completed when the operation finishes. `check_transport`
+    /// false is for the loop's own work on a transport's socket (sendfile through it).
+    pub(crate) fn wait(
         slf: &Bound<'_, LoopCore>,
         sock: &Bound<'_, PyAny>,
         fd: RawFd,
         direction: Direction,
         operation: Operation,
+        check_transport: bool,
     ) -> PyResult<Py<SockOp>> {
         let py = slf.py();
-        slf.get()
-            .ensure_fd_no_transport(py, FdNumber::Valid(fd), sock)?;
+        let prepared = if check_transport {
+            slf.get()
+                .ensure_fd_no_transport(py, FdNumber::Valid(fd), sock)
+        } else {
+            Ok(())
+        }
         // Through Python: a loop subclass may make its own futures.
-        let future = slf.call_method0(intern!(py, "create_future"))?.unbind();
+        .and_then(|()| slf.call_method0(intern!(py, "create_future")));
+        let future = match prepared {
+            Ok(future) => future.unbind(),
+            Err(err) => {
+                let mut operation = operation;
+                let _ = operation.finish(true);
+                return Err(err);
+            }
+        };
         let op = Py::new(
             py,
             SockOp {
@@ -206,25 +249,31 @@ impl SockOp {
             target: op.clone_ref(py).into_any(),
             on_ready: SockOp::on_ready,
         };
-        slf.get()
-            .set_native_watcher(py, fd, direction, watcher, Some(sock))?;
+        if let Err(err) = slf
+            .get()
+            .set_native_watcher(py, fd, direction, watcher, Some(sock))
+        {
+            let _ = op.get().finish(py, true);
+            return Err(err);
+        }
         Ok(op)
     }
 }
 
-fn socket_fd(sock: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+pub(crate) fn socket_fd(sock: &Bound<'_, PyAny>) -> PyResult<RawFd> {
     sock.call_method0(intern!(sock.py(), "fileno"))?.extract()
 }
 
 #[pymethods]
 impl SockOp {
-    /// Stops watching the fd for this operation (its waiter was cancelled).
-    fn abandon(slf: &Bound<'_, Self>) {
+    /// Stops watching the fd for this operation (its waiter was cancelled), and ends it.
+    fn abandon(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         this.loop_
             .get()
             .clear_watcher_of(py, this.fd, this.direction, slf.as_any());
+        this.finish(py, true)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -257,12 +306,15 @@ impl LoopCore {
         }
         match recv_bytes(slf.get(), py, fd, max) {
             Ok(bytes) => Ok(bytes),
-            Err(e) if sys::would_block(&e) => {
-                Ok(
-                    SockOp::wait(slf, sock, fd, Direction::Read, Operation::Recv { max })?
-                        .into_any(),
-                )
-            }
+            Err(e) if sys::would_block(&e) => Ok(SockOp::wait(
+                slf,
+                sock,
+                fd,
+                Direction::Read,
+                Operation::Recv { max },
+                true,
+            )?
+            .into_any()),
             Err(e) => Err(os_error(e)),
         }
     }
@@ -288,6 +340,7 @@ impl LoopCore {
                 fd,
                 Direction::Read,
                 Operation::RecvInto { buffer },
+                true,
             )?
             .into_any()),
             Err(e) => Err(os_error(e)),
@@ -318,6 +371,7 @@ impl LoopCore {
             fd,
             Direction::Write,
             Operation::SendAll { data, sent },
+            true,
         )?))
     }
 }

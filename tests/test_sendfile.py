@@ -7,6 +7,7 @@ import socket
 import tempfile
 
 import pytest
+from conftest import expect_asyncio_bug
 
 from ferroloop import versions
 
@@ -201,7 +202,9 @@ def test_sock_sendfile_peer_hanging_up_mid_transfer(loop, run_async, data_file):
     assert 1024 <= data_file.tell() < len(DATA)
 
 
-def test_sock_sendfile_can_be_cancelled(loop, run_async, data_file):
+def test_sock_sendfile_can_be_cancelled(request, loop_name, loop, run_async, data_file):
+    expect_asyncio_bug(request, loop_name, 'ASYNCIO_SENDFILE_CANCEL_LEAVES_THE_POSITION')
+
     async def main():
         server, receiver, address = await serve(loop, small_window=True)
         sock = await connected_socket(loop, address)
@@ -226,6 +229,58 @@ def test_sock_sendfile_can_be_cancelled(loop, run_async, data_file):
     sent = len(received) - 4
     assert 0 < sent < len(DATA)
     assert received[:sent] == DATA[:sent]
+    # The file position says how far it got, cancelled or not.
+    assert data_file.tell() == sent
+
+
+def test_sock_sendfile_over_a_unix_socket(loop, run_async, data_file):
+    async def main():
+        left, right = socket.socketpair()
+        with left, right:
+            left.setblocking(False)
+            right.setblocking(False)
+            sender = loop.create_task(loop.sock_sendfile(left, data_file, 10, 500_000))
+            received = bytearray()
+            while len(received) < 500_000:
+                received += await loop.sock_recv(right, 65536)
+            return await sender, bytes(received)
+
+    sent, received = run_async(main())
+    assert sent == 500_000
+    assert received == DATA[10:500_010]
+    assert data_file.tell() == 500_010
+
+
+def test_sock_sendfile_count_past_the_end_of_the_file(loop, run_async, data_file):
+    async def main():
+        server, receiver, address = await serve(loop)
+        sock = await connected_socket(loop, address)
+        sent = await loop.sock_sendfile(sock, data_file, len(DATA) - 100, 1000)
+        return sent, await end_transfer(sock, receiver, server)
+
+    sent, received = run_async(main())
+    assert sent == 100
+    assert received == DATA[-100:]
+    assert data_file.tell() == len(DATA)
+
+
+def test_sock_sendfile_of_a_pipe_is_not_available(loop, run_async):
+    # A pipe has a descriptor but sendfile(2) cannot read it: the first call fails, nothing
+    # is consumed, and without fallback that is SendfileNotAvailableError.
+    async def main(reader):
+        server, receiver, address = await serve(loop)
+        sock = await connected_socket(loop, address)
+        with pytest.raises(asyncio.SendfileNotAvailableError,
+                           match='^os.sendfile call failed$'):
+            await loop.sock_sendfile(sock, reader, count=5, fallback=False)
+        return await end_transfer(sock, receiver, server)
+
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, b'0123456789')
+    os.close(write_fd)
+    with open(read_fd, 'rb', buffering=0) as reader:
+        assert run_async(main(reader)) == b''
+        assert reader.read() == b'0123456789'
 
 
 # ---------------------------------------------------------------------------------------
@@ -255,6 +310,38 @@ def test_sendfile_through_a_transport_keeps_write_order(loop, run_async, data_fi
     assert sent == len(DATA)
     assert received == b'PREFIX' * 10_000 + DATA + b'SUFFIX'
     assert data_file.tell() == len(DATA)
+
+
+def test_sendfile_can_be_cancelled(request, loop_name, loop, run_async, data_file):
+    expect_asyncio_bug(request, loop_name, 'ASYNCIO_SENDFILE_CANCEL_LEAVES_THE_POSITION')
+
+    async def main():
+        server, receiver, address = await serve(loop, small_window=True)
+        transport = await client_transport(loop, address)
+        while receiver.transport is None:
+            await asyncio.sleep(0)
+        receiver.transport.pause_reading()  # the transfer stalls once the buffers are full
+        task = loop.create_task(loop.sendfile(transport, data_file))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        position = data_file.tell()
+        # The transport is usable again, reading resumed: what follows comes after the part
+        # of the file sent.
+        assert transport.is_reading()
+        receiver.transport.resume_reading()
+        transport.write(b'TAIL')
+        return position, await end_transfer(transport, receiver, server)
+
+    position, received = run_async(main())
+    assert received.endswith(b'TAIL')
+    sent = len(received) - 4
+    assert 0 < sent < len(DATA)
+    assert received[:sent] == DATA[:sent]
+    assert position == sent
 
 
 def test_sendfile_partial(loop, run_async, data_file):

@@ -146,6 +146,10 @@ class LoopCore:
     def _sock_recv(self, sock: socket.socket, n: int) -> bytes | SockOperation: ...
     def _sock_recv_into(self, sock: socket.socket, buf: WriteableBuffer) -> int | SockOperation: ...
     def _sock_sendall(self, sock: socket.socket, data: _Data) -> SockOperation | None: ...
+    # sendfile's zero-copy transfer: the bytes sent if known at once, else a pending
+    # SockOperation (SendfileNotAvailableError: use the fallback).
+    def _sendfile_transfer(self, sock: socket.socket, file_fd: int, offset: int, count: int | None,
+                           check_transport: bool) -> int | SockOperation: ...
 
     # Name resolution.
     def _getaddrinfo(self, future: asyncio.Future[list[_AddrInfo]],
@@ -223,7 +227,8 @@ class SockOperation:
     @property
     def future(self) -> asyncio.Future[Any]: ...
     def abandon(self) -> None:
-        """Stop watching the fd for this operation (its waiter was cancelled)."""
+        """Stop watching the fd for this operation (its waiter was cancelled), and end it (a
+        sendfile transfer sets the file position)."""
 
 # The native transports. Each is made by its Python wrapper (the object protocols see), which
 # then calls `_begin`; every protocol callback goes through the loop.

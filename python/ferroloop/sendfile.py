@@ -1,20 +1,19 @@
 """sendfile: ``loop.sock_sendfile`` and ``loop.sendfile``, with asyncio's semantics.
 
-The file goes out with the zero-copy ``os.sendfile`` whenever that is possible (a regular file
-and a plain stream socket), retried each time the socket is writable again; otherwise, unless
-``fallback=False``, it is read in blocks (in the default executor, the read may block) and sent
-as ordinary data. Either way the file position ends just after the last byte sent, so
-``file.tell()`` says how far a failed transfer got.
+The file goes out with the zero-copy sendfile(2) whenever that is possible (a regular file
+and a plain stream socket): the loop core sends it each time the socket is writable again,
+with no Python code per block and no blocking call on the loop thread (src/sendfile.rs).
+Otherwise, unless ``fallback=False``, it is read in blocks (in the default executor: the read
+may block) and sent as ordinary data. Either way the file position ends just after the last
+byte sent, so ``file.tell()`` says how far a failed transfer got.
 """
 
-import errno
 import io
-import os
 import socket
 from asyncio import constants, exceptions, protocols, transports
 
 from . import versions
-from .sock import _check_socket
+from .sock import _await_op, _check_socket
 
 
 def _check_sendfile_params(sock, file, offset, count):
@@ -41,37 +40,6 @@ def _seek_to_offset(file, offset):
             file.seek(offset)
     elif offset:
         file.seek(offset)
-
-
-class _Writability:
-    """Wakes whoever waits each time ``sock`` is writable; the writer stays installed for the
-    whole transfer (no epoll_ctl per block)."""
-
-    def __init__(self, loop, sock):
-        self._loop = loop
-        self._sock = sock
-        self._fd = sock.fileno()
-        self._handle = None
-        self._waiter = None
-
-    def _wake(self):
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def wait(self):
-        if self._handle is None:
-            self._handle = self._loop._add_writer(self._sock, self._wake)
-        self._waiter = self._loop.create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
-
-    def close(self):
-        handle, self._handle = self._handle, None
-        if handle is not None:
-            self._loop._discard_watcher(self._fd, handle, True)
 
 
 class _SendfileFallbackProtocol(protocols.Protocol):
@@ -138,7 +106,7 @@ class SendfileMixin:
         """Send ``count`` bytes of ``file`` (all of it by default) from ``offset`` over the
         non-blocking stream socket ``sock``; return the number of bytes sent.
 
-        ``os.sendfile`` is used when possible; otherwise the file is read and sent, unless
+        The zero-copy sendfile(2) is used when possible; otherwise the file is read and sent, unless
         ``fallback`` is false (then ``asyncio.SendfileNotAvailableError``).
         """
         return await self._sock_sendfile(sock, file, offset, count, fallback, for_transport=False)
@@ -161,69 +129,18 @@ class SendfileMixin:
         return await self._os_sendfile(sock, file, offset, count)
 
     async def _os_sendfile(self, sock, file, offset, count, *, for_transport=False):
-        """The zero-copy transfer; SendfileNotAvailableError when it cannot be used. The file
-        position ends at the offset after the last byte sent, whatever happens; before
-        Python 3.13.14 and 3.14.6, only if something was sent."""
+        """The zero-copy transfer (the loop core's); SendfileNotAvailableError when it cannot
+        be used. The file position ends at the offset after the last byte sent, whatever
+        happens; before Python 3.13.14 and 3.14.6, only if something was sent."""
         try:
             fileno = file.fileno()
         except (AttributeError, io.UnsupportedOperation):
             raise exceptions.SendfileNotAvailableError('not a regular file') from None
-        try:
-            fsize = os.fstat(fileno).st_size
-        except OSError:
-            raise exceptions.SendfileNotAvailableError('not a regular file') from None
-        blocksize = count if count else fsize
-        if not blocksize:
-            return 0  # an empty file
-
-        fd = sock.fileno()
-        writable = _Writability(self, sock)
-        total_sent = 0
-        try:
-            while True:
-                if count:
-                    blocksize = count - total_sent
-                    if blocksize <= 0:
-                        return total_sent
-                if sock.fileno() != fd:
-                    # Closed meanwhile: the number may be another connection's by now.
-                    raise OSError(errno.EBADF, os.strerror(errno.EBADF))
-                try:
-                    sent = os.sendfile(fd, fileno, offset, blocksize)
-                except (BlockingIOError, InterruptedError):
-                    pass
-                except OSError as exc:
-                    if total_sent == 0:
-                        # Most likely a file sendfile cannot map (not a regular file): the
-                        # fallback can still send it.
-                        raise exceptions.SendfileNotAvailableError(
-                            'os.sendfile call failed') from None
-                    if (writable._handle is not None and exc.errno == errno.ENOTCONN
-                            and type(exc) is not ConnectionError):
-                        # The connection went away during the transfer: the same error on
-                        # every POSIX system.
-                        raise ConnectionError('socket is not connected', errno.ENOTCONN) from exc
-                    raise
-                else:
-                    if sent == 0:
-                        return total_sent  # end of file
-                    offset += sent
-                    total_sent += sent
-                if writable._handle is None and not for_transport:
-                    # sock_sendfile() on a transport's socket is refused, as add_writer is.
-                    self._ensure_fd_no_transport(fd)
-                await writable.wait()
-        finally:
-            writable.close()
-            if total_sent > 0:
-                os.lseek(fileno, offset, os.SEEK_SET)
-            elif versions.SENDFILE_ALWAYS_SEEKS:
-                try:
-                    os.lseek(fileno, offset, os.SEEK_SET)
-                except OSError:
-                    # A file that cannot seek, and nothing sent: the fallback (or the
-                    # caller) goes on from here, with the error that matters.
-                    pass
+        # sock_sendfile() on a transport's socket is refused, as add_writer is.
+        op = self._sendfile_transfer(sock, fileno, offset, count, not for_transport)
+        if op.__class__ is int:
+            return op
+        return await _await_op(op)
 
     async def _sock_sendfile_fallback(self, sock, file, offset, count):
         _seek_to_offset(file, offset)
@@ -255,7 +172,7 @@ class SendfileMixin:
         ``transport``; return the number of bytes sent.
 
         The transport's buffered data goes first, and reading pauses during the transfer. A
-        plain TCP/Unix transport uses ``os.sendfile``; TLS transports, or when that is not
+        plain TCP/Unix transport uses the zero-copy sendfile(2); TLS transports, or when that is not
         possible, read and write the file unless ``fallback`` is false.
         """
         if transport.is_closing():

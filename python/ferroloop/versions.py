@@ -126,6 +126,9 @@ DATAGRAM_BUFFER_COUNTS_HEADERS = _since((3, 13, 6), (3, 14, 1))  # gh-135444: +8
 # sendfile.
 # gh-150107: the fallback seeks to offset 0 too; the position is set even if nothing was sent.
 SENDFILE_ALWAYS_SEEKS = _since((3, 13, 14), (3, 14, 6))
+# Every version: a zero-copy sendfile cancelled while it waits leaves the file position where
+# it was, not after the last byte sent.
+ASYNCIO_SENDFILE_CANCEL_LEAVES_THE_POSITION = True
 
 # Reference cycles through a connection's errors that asyncio fixed. ferroloop's own code has
 # none on any version, but it runs asyncio's staggered_race (happy eyeballs) and TLS protocol,

@@ -68,6 +68,10 @@ cached_attr!(
     set_result_unless_cancelled, "asyncio.futures", "_set_result_unless_cancelled");
 
 cached_attr!(
+    /// `asyncio.SendfileNotAvailableError`: sendfile's "use the fallback" answer.
+    sendfile_not_available, "asyncio.exceptions", "SendfileNotAvailableError");
+
+cached_attr!(
     /// `socket.socket`, the class of nearly every socket a program hands the loop.
     socket_type, "socket", "socket");
 cached_attr!(

@@ -56,3 +56,11 @@ pub fn threadsafe_handle_waits_for_its_run(py: Python<'_>) -> PyResult<bool> {
     })
     .copied()
 }
+
+/// `versions.SENDFILE_ALWAYS_SEEKS`: whether sendfile sets the file position even when it sent
+/// nothing.
+pub fn sendfile_always_seeks(py: Python<'_>) -> PyResult<bool> {
+    static CELL: PyOnceLock<bool> = PyOnceLock::new();
+    CELL.get_or_try_init(py, || fact(py, "SENDFILE_ALWAYS_SEEKS")?.is_truthy())
+        .copied()
+}

@@ -7,6 +7,7 @@ mod clock;
 mod epoll;
 mod eventfd;
 mod fd;
+mod file;
 mod sockaddr;
 mod socket;
 
@@ -18,6 +19,7 @@ pub use epoll::{
 };
 pub use eventfd::{eventfd, eventfd_read, eventfd_write};
 pub use fd::{dup_cloexec, is_open, write_stderr};
+pub use file::{fstat, seek_to, sendfile, stat, unlink, FileStat};
 pub use sockaddr::{is_decoded_family, parse_ip_literal, SockAddr};
 pub use socket::{
     read, recv, recv_raw, recvfrom, send, send_or_write, send_vectored, shutdown_write,
@@ -27,7 +29,7 @@ pub use socket::{
 use std::io;
 
 /// The errno values the loop tells apart.
-pub use libc::{EBADF, EEXIST, EIO, ENOENT};
+pub use libc::{EBADF, EEXIST, EIO, ENOENT, ENOTCONN};
 
 /// The return types of C calls that signal failure with -1.
 pub trait CReturn: Copy {
