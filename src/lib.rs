@@ -12,6 +12,7 @@ pub mod sendfile;
 pub mod sock;
 pub mod sys;
 pub mod transports;
+pub mod unix_socket_files;
 
 use pyo3::prelude::*;
 
@@ -28,6 +29,15 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<transports::datagram::DatagramTransport>()?;
     m.add_function(wrap_pyfunction!(check_callback, m)?)?;
     m.add_function(wrap_pyfunction!(dns::numeric::numeric_addrinfo, m)?)?;
+    m.add_function(wrap_pyfunction!(
+        unix_socket_files::remove_stale_unix_socket,
+        m
+    )?)?;
+    m.add_function(wrap_pyfunction!(unix_socket_files::unix_socket_inode, m)?)?;
+    m.add_function(wrap_pyfunction!(
+        unix_socket_files::remove_unix_socket_file,
+        m
+    )?)?;
     Ok(())
 }
 

@@ -248,6 +248,32 @@ def test_unix_server_socket_file_on_close(loop, socket_path):
     run(loop, main())
 
 
+@pytest.mark.parametrize('as_bytes', [False, True])
+def test_unix_server_replaces_a_stale_socket_file_but_no_other_file(loop, socket_path,
+                                                                     as_bytes):
+    path = os.fsencode(socket_path) if as_bytes else socket_path
+
+    async def main():
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stale:
+            stale.bind(socket_path)  # an earlier run's
+        server = await loop.create_unix_server(asyncio.Protocol, path)
+        assert server.sockets[0].getsockname() == socket_path
+        server.close()
+        await server.wait_closed()
+        assert os.path.exists(socket_path) != versions.UNIX_SERVER_CLEANUP_SOCKET
+        if os.path.exists(socket_path):
+            os.unlink(socket_path)
+        with open(socket_path, 'wb') as other:
+            other.write(b'not a socket')
+        with pytest.raises(OSError, match='already in use') as info:
+            await loop.create_unix_server(asyncio.Protocol, path)
+        assert info.value.errno == errno.EADDRINUSE
+        with open(socket_path, 'rb') as other:
+            assert other.read() == b'not a socket'
+
+    run(loop, main())
+
+
 @pytest.mark.skipif(not versions.UNIX_SERVER_CLEANUP_SOCKET,
                     reason='asyncio 3.13 removes the socket file')
 def test_unix_server_removes_the_file_of_a_socket_it_was_given(loop, socket_path):

@@ -39,6 +39,9 @@ __all__ = [
     'WritePipeTransport',
     '_check_callback',
     '_numeric_addrinfo',
+    '_remove_stale_unix_socket',
+    '_remove_unix_socket_file',
+    '_unix_socket_inode',
 ]
 
 _T = TypeVar('_T')
@@ -431,3 +434,11 @@ def _numeric_addrinfo(host: bytes | str | None, port: bytes | str | int | None, 
                       kind: int, proto: int, flags: int) -> list[_AddrInfo] | None:
     """``socket.getaddrinfo``'s answer when ``host`` is an IP literal and ``port`` numeric,
     without a thread hop; None when only the real lookup can answer."""
+
+# A Unix server's socket file (stat and unlink off the Python face); os.stat's errors.
+def _remove_stale_unix_socket(path: str | bytes) -> None:
+    """Remove the file at ``path`` if it is a socket."""
+def _unix_socket_inode(path: str | bytes) -> int | None:
+    """The inode of the file at ``path``; None if there is none."""
+def _remove_unix_socket_file(path: str | bytes, inode: int) -> None:
+    """Remove the file at ``path`` if its inode is still ``inode``."""

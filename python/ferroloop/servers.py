@@ -11,12 +11,11 @@ import errno
 import itertools
 import os
 import socket
-import stat
 import weakref
 from asyncio import events, exceptions, tasks, trsock
 from asyncio.log import logger
 
-from . import versions
+from . import _ferroloop, versions
 from .connections import bind_error_message, check_not_ssl_socket, check_ssl_only_arguments
 
 # asyncio.constants.ACCEPT_RETRY_DELAY: how long accepting pauses when the process is out of
@@ -156,11 +155,13 @@ class Server(events.AbstractServer):
         await waiter
 
 
+# The socket files' stat and unlink are the loop core's (src/unix_socket_files.rs): no blocking
+# os call from Python on the loop thread.
+
 def remove_stale_unix_socket(path):
     """A socket file left at ``path`` by an earlier run is removed, so bind() can succeed."""
     try:
-        if stat.S_ISSOCK(os.stat(path).st_mode):
-            os.remove(path)
+        _ferroloop._remove_stale_unix_socket(path)
     except FileNotFoundError:
         pass
     except OSError as err:
@@ -174,17 +175,13 @@ def _unix_socket_inode(sock):
     path = sock.getsockname()
     if not path or path[0] in (0, '\x00'):
         return None
-    try:
-        return os.stat(path).st_ino
-    except FileNotFoundError:
-        return None
+    return _ferroloop._unix_socket_inode(path)
 
 
 def _remove_unix_socket_file(path, inode):
     """After the server's socket is closed: its file is removed, unless it was replaced."""
     try:
-        if os.stat(path).st_ino == inode:
-            os.unlink(path)
+        _ferroloop._remove_unix_socket_file(path, inode)
     except FileNotFoundError:
         pass
     except OSError as err:
