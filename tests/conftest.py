@@ -4,9 +4,12 @@ ferroloop is a compatibility bug."""
 
 import asyncio
 import gc
+import os
 import sys
+import sysconfig
 import threading
 
+import blockbuster
 import pytest
 
 import ferroloop
@@ -26,6 +29,8 @@ def pytest_configure(config):
     # suite that runs with -W error; so does an error swallowed in a finalizer.
     config.addinivalue_line('filterwarnings', 'error::ResourceWarning')
     config.addinivalue_line('filterwarnings', 'error::pytest.PytestUnraisableExceptionWarning')
+    config.addinivalue_line('markers', 'without_blockbuster: the test blocks the loop on purpose '
+                            'and inspects where: blockbuster would fail it, or stand in its stack')
 
 
 def pytest_collection_finish(session):
@@ -34,6 +39,69 @@ def pytest_collection_finish(session):
     # objects) keeps those collections to the objects the tests make: several times faster.
     gc.collect()
     gc.freeze()
+
+
+# blockbuster (as anyio's and aiohttp's suites run theirs, and ferroloop's users may run
+# theirs): while a loop runs, a blocking os/socket/io/time call made by ferroloop's Python face
+# fails the test. Not one made by the test itself (tests block on purpose: slow callbacks,
+# blocking sockets for the other end) nor by asyncio's loop: a call is ferroloop's when the
+# nearest frame outside the standard library that led to it is in the ferroloop package. The
+# loop running callbacks is not such a frame (for asyncio's loop it is in the standard library):
+# ``call_soon(time.sleep, 1)`` blocks in the caller's callback, not in ferroloop's code.
+_LOOP_RUNNING = ferroloop.EventLoop.run_forever.__code__
+_FERROLOOP_DIR = os.path.dirname(ferroloop.__file__) + os.sep
+_STDLIB_DIRS = tuple({sysconfig.get_paths()[name] + os.sep for name in ('stdlib', 'platstdlib')}
+                     | {os.path.dirname(blockbuster.__file__) + os.sep, '<frozen '})
+
+
+def _made_by_ferroloop():
+    frame = sys._getframe(2)  # past this check and blockbuster's wrapper
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if filename.startswith(_FERROLOOP_DIR) and frame.f_code is not _LOOP_RUNNING:
+            return True
+        if not filename.startswith(_STDLIB_DIRS) and frame.f_code is not _LOOP_RUNNING:
+            return False
+        frame = frame.f_back
+    return False
+
+
+def _allowed_unless_ferroloops(can_block):
+    return lambda *args, **kwargs: can_block(*args, **kwargs) or not _made_by_ferroloop()
+
+
+_BLOCKBUSTER = blockbuster.BlockBuster()
+for _function in _BLOCKBUSTER.functions.values():
+    # blockbuster's own exemptions (what asyncio's loop and the interpreter legitimately do,
+    # file objects that do not block) stay.
+    _function.can_block_predicate = _allowed_unless_ferroloops(_function.can_block_predicate)
+
+# shutdown_default_executor joins the thread that shut the executor down once it said so (it
+# may still be ending): as asyncio's, which blockbuster exempts by name.
+_BLOCKBUSTER.functions['threading.Lock.acquire'].can_block_in('ferroloop/executor.py',
+                                                              'shutdown_default_executor')
+
+# AWAITING NATIVE SPAWN: until branch spawn makes spawning native, process.py starts children
+# with subprocess.Popen on the loop thread, which blocks reading its error pipe (os.read). Without
+# this exemption these fail on ferroloop (and leave their half-started children to fail later
+# tests' teardown): test_subprocess.py's test_argument_errors, test_exec_communicate_and_returncode,
+# test_kill_after_the_child_exited_keeps_its_exit_status, test_kill_and_signal_exit_codes,
+# test_shell_with_stderr_into_stdout, test_signals_never_reach_a_reaped_child,
+# test_subprocess_from_a_loop_in_another_thread, test_subprocess_protocol_callbacks,
+# test_wait_on_a_process_that_already_exited. Remove it when merging spawn.
+_BLOCKBUSTER.functions['os.read'].can_block_in('ferroloop/process.py', '_start')
+
+
+@pytest.fixture(autouse=True)
+def no_blocking_calls_from_ferroloop(request):
+    if request.node.get_closest_marker('without_blockbuster'):
+        yield
+        return
+    _BLOCKBUSTER.activate()
+    try:
+        yield
+    finally:
+        _BLOCKBUSTER.deactivate()
 
 
 @pytest.fixture(params=list(LOOP_FACTORIES))

@@ -75,6 +75,7 @@ def watch(loop, reports, threshold=THRESHOLD):
     loop.set_watchdog(threshold, callback=reports)
 
 
+@pytest.mark.without_blockbuster
 def test_time_sleep_is_reported_while_it_blocks(loop):
     ended = []
 
@@ -112,6 +113,7 @@ def test_pure_python_loop_is_reported_at_its_line(loop):
     assert innermost(report) == (__file__, line_of(spin, 'spinning-line'))
 
 
+@pytest.mark.without_blockbuster
 def test_blocking_socket_read_is_reported_before_it_returns(loop):
     a, b = socket.socketpair()
 
@@ -176,6 +178,7 @@ def test_many_short_callbacks_are_not_reported(loop):
     assert reports.items == []
 
 
+@pytest.mark.without_blockbuster
 def test_repeated_blocks_at_one_place_are_counted_not_repeated(loop):
     async def block():
         time.sleep(THRESHOLD * 3)  # repeated-line
@@ -196,6 +199,7 @@ def test_repeated_blocks_at_one_place_are_counted_not_repeated(loop):
     assert 'repeated-line' in summary['worst_stack']
 
 
+@pytest.mark.without_blockbuster
 def test_repeated_blocks_are_summed_up_once_a_window(loop, monkeypatch):
     monkeypatch.setattr(ferroloop.watchdog, 'REPEAT_WINDOW', 0.5)
 
@@ -364,6 +368,7 @@ def test_environment_variable(tmp_path):
     assert 'program-line' in done.stderr
 
 
+@pytest.mark.without_blockbuster
 def test_run_takes_a_watchdog():
     async def main():
         loop = asyncio.get_running_loop()
