@@ -452,6 +452,7 @@ def test_metrics_count_what_is_alive(loop):
 
 @pytest.mark.skipif(not hasattr(asyncio, 'format_call_graph'),
                     reason="asyncio's call graph arrived with Python 3.14")
+@pytest.mark.without_blockbuster
 def test_the_report_shows_the_await_chain_where_asyncio_has_one():
     async def leaf():
         time.sleep(THRESHOLD * 3)  # chain-line

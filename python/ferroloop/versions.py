@@ -129,6 +129,9 @@ SENDFILE_ALWAYS_SEEKS = _since((3, 13, 14), (3, 14, 6))
 # Every version: a zero-copy sendfile cancelled while it waits leaves the file position where
 # it was, not after the last byte sent.
 ASYNCIO_SENDFILE_CANCEL_LEAVES_THE_POSITION = True
+# With gh-150107: a file that cannot seek (a pipe) fails the zero-copy attempt with the seek's
+# ESPIPE instead of SendfileNotAvailableError, so the fallback is not tried.
+ASYNCIO_SENDFILE_SEEK_ERROR_HIDES_NOT_AVAILABLE = SENDFILE_ALWAYS_SEEKS
 
 # Reference cycles through a connection's errors that asyncio fixed. ferroloop's own code has
 # none on any version, but it runs asyncio's staggered_race (happy eyeballs) and TLS protocol,
