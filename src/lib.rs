@@ -19,7 +19,7 @@ use pyo3::prelude::*;
 #[pymodule(gil_used = true)]
 fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<core::event_loop::LoopCore>()?;
-    core::create_task::install(&m.py().get_type::<core::event_loop::LoopCore>())?;
+    core::scheduling::install(&m.py().get_type::<core::event_loop::LoopCore>())?;
     m.add_class::<core::handle::Handle>()?;
     m.add_class::<core::handle::TimerHandle>()?;
     m.add_class::<sock::SockOp>()?;

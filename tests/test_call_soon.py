@@ -98,6 +98,32 @@ def test_coroutine_is_refused(loop):
     c.close()
 
 
+def test_scheduling_methods_bind_their_arguments_as_python_does(loop):
+    """Parameters before *args may come as keywords; context=None means the current one."""
+    seen = []
+    loop.call_soon(callback=lambda: seen.append('soon'), context=None)
+    loop.call_soon_threadsafe(seen.append, 'threadsafe', context=contextvars.copy_context())
+    loop.call_later(callback=lambda: seen.append('later'), delay=0)
+    loop.call_at(loop.time(), seen.append, 'at')
+    loop.call_later(0.01, loop.stop)
+    loop.run_forever()
+    assert sorted(seen) == ['at', 'later', 'soon', 'threadsafe']
+
+
+@pytest.mark.parametrize('call', [
+    lambda loop: loop.call_soon(),
+    lambda loop: loop.call_soon(print, callback=print),
+    lambda loop: loop.call_soon(print, ctx=None),
+    lambda loop: loop.call_soon_threadsafe(print, contxt=None),
+    lambda loop: loop.call_later(1),
+    lambda loop: loop.call_later(callback=print),
+    lambda loop: loop.call_at(1, print, when=2),
+])
+def test_scheduling_methods_refuse_what_python_refuses(loop, call):
+    with pytest.raises(TypeError):
+        call(loop)
+
+
 def test_exception_in_callback_goes_to_exception_handler_and_loop_goes_on(loop):
     contexts = []
     loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))

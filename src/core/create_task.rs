@@ -1,122 +1,57 @@
-//! `loop.create_task(coro, **kwargs)`, the call under `gather`, `TaskGroup` and `ensure_future`.
-//!
-//! Not a `#[pymethods]` method: PyO3 gives any method that takes `**kwargs` CPython's
-//! tuple-and-dict calling convention, so each `create_task(coro)` would build an argument
-//! tuple first. Installed on `LoopCore` as a method descriptor of the fastcall convention
-//! instead, the common call (one positional argument, no keywords) allocates nothing of its
-//! own, and keywords are gathered into a dict only when there are some.
+//! `loop.create_task(coro, **kwargs)`, the call under `gather`, `TaskGroup` and `ensure_future`:
+//! a fastcall method (core::fastcall), so the common call, one positional argument and no
+//! keywords, allocates nothing of its own, and keywords become a dict only when given.
 
-use std::ffi::{c_char, CStr};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ffi::CStr;
 
 use pyo3::exceptions::{PyAttributeError, PyDeprecationWarning, PyTypeError};
-use pyo3::ffi;
-use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyTuple, PyType};
+use pyo3::types::{PyDict, PyTuple};
 
 use super::event_loop::LoopCore;
+use super::fastcall::{missing_positional, Arguments, FastcallMethod};
 use super::stdlib;
 use super::versions::{self, CreateTaskKeywords};
 
-const DOC: &CStr = c"create_task($self, coro, **kwargs)\n--\n\n\
+/// `create_task(coro, **kwargs)`.
+pub struct CreateTask;
+
+impl FastcallMethod for CreateTask {
+    const NAME: &'static str = "create_task";
+    const DOC: &'static CStr = c"create_task($self, coro, **kwargs)\n--\n\n\
 Wraps a coroutine in an asyncio.Task, or in what the task factory makes of it.";
 
-/// Puts `create_task` on the loop's native type, where the Python face's subclass finds it.
-pub fn install(loop_type: &Bound<'_, PyType>) -> PyResult<()> {
-    let py = loop_type.py();
-    // CPython keeps a pointer to the definition for the descriptor's lifetime: that is the
-    // type's, so the definition lives as long as the process.
-    let def = Box::leak(Box::new(ffi::PyMethodDef {
-        ml_name: c"create_task".as_ptr() as *const c_char,
-        ml_meth: ffi::PyMethodDefPointer {
-            PyCFunctionFastWithKeywords: create_task_fastcall,
-        },
-        ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-        ml_doc: DOC.as_ptr(),
-    }));
-    let descriptor = unsafe {
-        Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(loop_type.as_type_ptr(), def))?
-    };
-    loop_type.setattr(pyo3::intern!(py, "create_task"), descriptor)
-}
-
-unsafe extern "C" fn create_task_fastcall(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // CPython calls a method only while this thread is attached to the interpreter.
-    let py = unsafe { Python::assume_attached() };
-    let call = AssertUnwindSafe(|| unsafe { from_fastcall(py, slf, args, nargs, kwnames) });
-    let result = match catch_unwind(call) {
-        Ok(result) => result,
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic in create_task".to_string());
-            Err(PanicException::new_err(message))
+    fn call<'py>(
+        slf: &Bound<'py, LoopCore>,
+        args: &Arguments<'_, 'py>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        if args.nargs() == 1 && !args.has_keywords() {
+            return create_task(slf, &args.positional(0), None);
         }
-    };
-    match result {
-        Ok(task) => task.into_ptr(),
-        Err(err) => {
-            err.restore(py);
-            std::ptr::null_mut()
+        if args.nargs() > 1 {
+            return Err(PyTypeError::new_err(format!(
+                "create_task() takes 2 positional arguments but {} were given",
+                args.nargs() + 1
+            )));
         }
-    }
-}
-
-/// Reads fastcall's arguments as asyncio's `create_task(self, coro, **kwargs)` would.
-///
-/// # Safety
-/// The arguments CPython hands a METH_FASTCALL | METH_KEYWORDS function: `nargs` positional
-/// values then one per name of `kwnames` (a tuple of str, or NULL), all borrowed.
-unsafe fn from_fastcall<'py>(
-    py: Python<'py>,
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<Bound<'py, PyAny>> {
-    // The descriptor has checked that `slf` is a LoopCore.
-    let slf = unsafe { Borrowed::from_ptr(py, slf).cast_unchecked::<LoopCore>() };
-    let value = |i: usize| unsafe { Borrowed::from_ptr(py, *args.add(i)) };
-    let nargs = nargs as usize;
-    if kwnames.is_null() && nargs == 1 {
-        return create_task(&slf, &value(0), None);
-    }
-    if nargs > 1 {
-        return Err(PyTypeError::new_err(format!(
-            "create_task() takes 2 positional arguments but {} were given",
-            nargs + 1
-        )));
-    }
-    let mut coro = (nargs == 1).then(|| value(0));
-    let kwargs = PyDict::new(py);
-    if !kwnames.is_null() {
-        let names = unsafe { Borrowed::from_ptr(py, kwnames).cast_unchecked::<PyTuple>() };
-        for (i, name) in names.iter().enumerate() {
-            let given = value(nargs + i);
-            if name.eq(pyo3::intern!(py, "coro"))? {
-                if coro.replace(given).is_some() {
+        let mut coro = (args.nargs() == 1).then(|| args.positional(0));
+        let kwargs = PyDict::new(py);
+        for (name, value) in args.keywords() {
+            if PyAnyMethods::eq(name.as_any(), pyo3::intern!(py, "coro"))? {
+                if coro.replace(value).is_some() {
                     return Err(PyTypeError::new_err(
                         "create_task() got multiple values for argument 'coro'",
                     ));
                 }
             } else {
-                kwargs.set_item(name, given)?;
+                kwargs.set_item(name, value)?;
             }
         }
+        let coro = coro.ok_or_else(|| missing_positional("create_task", "coro"))?;
+        create_task(slf, &coro, Some(kwargs))
     }
-    let coro = coro.ok_or_else(|| {
-        PyTypeError::new_err("create_task() missing 1 required positional argument: 'coro'")
-    })?;
-    create_task(&slf, &coro, Some(kwargs))
 }
 
 /// Wraps a coroutine in an `asyncio.Task` (or what the task factory makes of it). The

@@ -5,6 +5,7 @@ pub mod completions;
 pub mod create_task;
 pub mod debug;
 pub mod event_loop;
+pub mod fastcall;
 pub mod gil_cell;
 pub mod handle;
 pub mod handle_context;
