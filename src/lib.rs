@@ -9,6 +9,7 @@ pub mod dns;
 pub mod errors;
 pub mod reactor;
 pub mod sock;
+pub mod spawn;
 pub mod sys;
 pub mod transports;
 
@@ -26,6 +27,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<transports::datagram::DatagramTransport>()?;
     m.add_function(wrap_pyfunction!(check_callback, m)?)?;
     m.add_function(wrap_pyfunction!(dns::numeric::numeric_addrinfo, m)?)?;
+    m.add_function(wrap_pyfunction!(spawn::spawn, m)?)?;
     Ok(())
 }
 
