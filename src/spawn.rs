@@ -1,4 +1,4 @@
-//! `_ferroloop.spawn`: starts the child of a subprocess transport natively, as libuv does,
+//! `_ferroloop._spawn`: starts the child of a subprocess transport natively, as libuv does,
 //! where `subprocess.Popen` would read its fork/exec error pipe from Python on the loop's
 //! thread. The Python face has already read Popen's arguments as Popen does (the PATH search,
 //! the stdio plan, user and group names); this turns them into C strings, starts the child
@@ -38,6 +38,7 @@ fn pointers(strings: &[CString]) -> Vec<*const c_char> {
 /// Popen's OSError: naming `cwd_name` for a failed chdir, `executable_name` for a failed
 /// exec, no file for the steps between.
 #[pyfunction]
+#[pyo3(name = "_spawn")]
 #[pyo3(signature = (executables, argv, env, cwd, stdio, pass_fds, close_fds, restore_signals,
                     start_new_session, process_group, extra_groups, gid, uid, umask,
                     executable_name, cwd_name))]

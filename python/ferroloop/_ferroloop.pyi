@@ -39,6 +39,7 @@ __all__ = [
     'WritePipeTransport',
     '_check_callback',
     '_numeric_addrinfo',
+    '_spawn',
 ]
 
 _T = TypeVar('_T')
@@ -426,3 +427,13 @@ def _numeric_addrinfo(host: bytes | str | None, port: bytes | str | int | None, 
                       kind: int, proto: int, flags: int) -> list[_AddrInfo] | None:
     """``socket.getaddrinfo``'s answer when ``host`` is an IP literal and ``port`` numeric,
     without a thread hop; None when only the real lookup can answer."""
+
+def _spawn(executables: list[bytes], argv: list[bytes], env: list[bytes] | None,
+          cwd: bytes | None, stdio: list[int] | tuple[int, int, int], pass_fds: list[int],
+          close_fds: bool, restore_signals: bool, start_new_session: bool,
+          process_group: int | None, extra_groups: list[int] | None, gid: int | None,
+          uid: int | None, umask: int | None, executable_name: object,
+          cwd_name: object) -> int:
+    """Start a child (``clone(CLONE_VM | CLONE_VFORK)``, then exec of the first of
+    ``executables`` that works) and return its pid; raise ``subprocess.Popen``'s OSError
+    when it cannot exec."""

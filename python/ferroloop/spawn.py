@@ -1,4 +1,4 @@
-"""Starting a subprocess transport's child natively (``_ferroloop.spawn``), with
+"""Starting a subprocess transport's child natively (``_ferroloop._spawn``), with
 ``subprocess.Popen``'s arguments read as Popen reads them.
 
 Popen's own fork/exec waits for the exec by reading its error pipe with ``os.read`` on the
@@ -240,7 +240,7 @@ def spawn(args, *, stdin, stdout, stderr, shell=False, executable=None, close_fd
         if pipesize > 0:
             for fd in filter(None, stdio.parent):
                 fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, pipesize)
-        pid = _ferroloop.spawn(
+        pid = _ferroloop._spawn(
             candidates, argv_bytes, env_list, cwd_bytes, stdio.child, fds_to_keep, close_fds,
             restore_signals, start_new_session,
             None if process_group is None or process_group < 0 else process_group,

@@ -105,9 +105,9 @@ ASYNCIO_POPEN_WAIT_REAPS_THE_CHILD = True
 # (the pipes', the child watcher's, a close() caller's), not of the subprocess_exec() call.
 ASYNCIO_SUBPROCESS_CALLBACKS_IN_OTHER_CONTEXTS = True
 
-# 3.11: wait() returns only once the child's pipes are closed too, which a grandchild holding
-# them delays (gh-119710, fixed in 3.13 and backported to 3.12).
-ASYNCIO_WAIT_WAITS_FOR_THE_PIPES = _RUNNING < (3, 12)
+# Before 3.13: wait() returns only once the child's pipes are closed too, which a grandchild
+# holding them delays (gh-119710, fixed in 2026 in the bug-fix releases of 3.13 on).
+ASYNCIO_WAIT_WAITS_FOR_THE_PIPES = _RUNNING < (3, 13)
 
 # 3.13 on: a NaN deadline reaches the selector as a NaN timeout, and run_forever() fails with
 # ValueError (before, the timer ran at once).
