@@ -307,6 +307,10 @@ def test_bad_arguments(run_async):
             await exec_(PY, user='ferroloop-no-such-user')
         with pytest.raises(ValueError, match=r'bad value\(s\) in fds_to_keep'):
             await exec_(PY, pass_fds=[-1])
+        with pytest.raises(ValueError, match='startupinfo is only supported on Windows'):
+            await exec_(PY, startupinfo=object())
+        with pytest.raises(ValueError, match='creationflags is only supported on Windows'):
+            await exec_(PY, creationflags=1)
 
     run_async(main())
 
@@ -399,8 +403,10 @@ def test_spawning_reads_nothing_on_the_loop_thread(run_async, loop_name, request
     async def main():
         monkeypatch.setattr(os, 'read', read)
         try:
+            # With Popen's Windows-only keywords at their defaults, as anyio passes them.
             proc = await asyncio.create_subprocess_exec(
-                'true', stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                'true', stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                startupinfo=None, creationflags=0)
             with pytest.raises(FileNotFoundError):
                 await asyncio.create_subprocess_exec('/ferroloop/no/such/program')
         finally:

@@ -26,11 +26,13 @@ from . import spawn
 # What asyncio reports for a child it could not wait for (reaped by someone else).
 _UNKNOWN_RETURNCODE = 255
 
-# Popen's keywords the native spawn takes; any other (``preexec_fn``, which runs Python in
-# the child, or a Windows-only one Popen refuses) goes to ``subprocess.Popen`` itself.
+# Popen's keywords the native spawn takes (the Windows-only ones refused as Popen refuses
+# them); any other (``preexec_fn``, which runs Python in the child, or one this Python's Popen
+# may not know) goes to ``subprocess.Popen`` itself.
 _NATIVE_KEYWORDS = frozenset((
     'executable', 'close_fds', 'pass_fds', 'cwd', 'env', 'restore_signals', 'start_new_session',
-    'process_group', 'user', 'group', 'extra_groups', 'umask', 'pipesize'))
+    'process_group', 'user', 'group', 'extra_groups', 'umask', 'pipesize', 'startupinfo',
+    'creationflags'))
 
 
 def _start_child(args, shell, stdin, stdout, stderr, bufsize, kwargs):

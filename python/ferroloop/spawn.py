@@ -219,9 +219,13 @@ def _environment(env):
 def spawn(args, *, stdin, stdout, stderr, shell=False, executable=None, close_fds=True,
           pass_fds=(), cwd=None, env=None, restore_signals=True, start_new_session=False,
           process_group=None, user=None, group=None, extra_groups=None, umask=-1,
-          pipesize=-1):
+          pipesize=-1, startupinfo=None, creationflags=0):
     """Starts a child as ``subprocess.Popen(args, ...)`` (bytes pipes, no preexec_fn)
     would; returns its ``Child``."""
+    if startupinfo is not None:
+        raise ValueError('startupinfo is only supported on Windows platforms')
+    if creationflags != 0:
+        raise ValueError('creationflags is only supported on Windows platforms')
     if pass_fds and not close_fds:
         warnings.warn('pass_fds overriding close_fds.', RuntimeWarning, stacklevel=4)
         close_fds = True
