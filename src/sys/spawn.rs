@@ -426,3 +426,43 @@ fn exec_first(plan: &ChildPlan) -> i32 {
         last
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(executable: &CStr, cwd: Option<&CStr>) -> Spawned {
+        let argv = [executable.as_ptr(), ptr::null()];
+        let plan = ChildPlan {
+            executables: &[executable],
+            argv: &argv,
+            envp: None,
+            cwd,
+            stdio: [-1, -1, -1],
+            close_fds: true,
+            keep_fds: &[],
+            restore_signals: true,
+            new_session: false,
+            process_group: None,
+            groups: None,
+            gid: None,
+            uid: None,
+            umask: None,
+        };
+        spawn(&plan).expect("the parent's part cannot fail here")
+    }
+
+    #[test]
+    fn exec_success_failure_and_chdir_failure() {
+        let pid = run(c"/bin/true", None).expect("/bin/true runs");
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+
+        let failed = run(c"/nonexistent/program", None).unwrap_err();
+        assert_eq!((failed.stage, failed.errno), (Stage::Exec, libc::ENOENT));
+        let failed = run(c"/bin/true", Some(c"/nonexistent/dir")).unwrap_err();
+        assert_eq!((failed.stage, failed.errno), (Stage::Chdir, libc::ENOENT));
+    }
+}
