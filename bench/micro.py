@@ -161,6 +161,14 @@ async def to_thread(n):
         await asyncio.to_thread(_noop)
 
 
+async def subprocess_spawn(n):
+    """n children running ``true``, each started with ``create_subprocess_exec`` and waited
+    for before the next."""
+    for _ in range(n):
+        proc = await asyncio.create_subprocess_exec('true')
+        await proc.wait()
+
+
 async def call_soon_threadsafe(n):
     """n ``call_soon_threadsafe`` calls from another thread, until the loop has run them all."""
     loop = asyncio.get_running_loop()
@@ -187,6 +195,7 @@ BENCHMARKS = {
     'timer_churn': (timer_churn, 500_000, 'call_later + cancel pairs'),
     'queue': (queue, 1_000_000, 'asyncio.Queue items, producer to consumer'),
     'to_thread': (to_thread, 20_000, 'asyncio.to_thread calls'),
+    'subprocess_spawn': (subprocess_spawn, 2_000, "create_subprocess_exec('true') + wait"),
     'call_soon_threadsafe': (call_soon_threadsafe, 1_000_000, 'call_soon_threadsafe from a thread'),
     'getaddrinfo': (getaddrinfo_numeric, 200_000, "getaddrinfo('127.0.0.1'), 32 in flight"),
     'getaddrinfo_localhost': (getaddrinfo_localhost, 20_000, "getaddrinfo('localhost'), 32 in flight"),

@@ -10,6 +10,7 @@ pub mod errors;
 pub mod reactor;
 pub mod sendfile;
 pub mod sock;
+pub mod spawn;
 pub mod sys;
 pub mod transports;
 pub mod unix_socket_files;
@@ -38,6 +39,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
         unix_socket_files::remove_unix_socket_file,
         m
     )?)?;
+    m.add_function(wrap_pyfunction!(spawn::spawn, m)?)?;
     Ok(())
 }
 

@@ -81,16 +81,6 @@ for _function in _BLOCKBUSTER.functions.values():
 _BLOCKBUSTER.functions['threading.Lock.acquire'].can_block_in('ferroloop/executor.py',
                                                               'shutdown_default_executor')
 
-# AWAITING NATIVE SPAWN: until branch spawn makes spawning native, process.py starts children
-# with subprocess.Popen on the loop thread, which blocks reading its error pipe (os.read). Without
-# this exemption these fail on ferroloop (and leave their half-started children to fail later
-# tests' teardown): test_subprocess.py's test_argument_errors, test_exec_communicate_and_returncode,
-# test_kill_after_the_child_exited_keeps_its_exit_status, test_kill_and_signal_exit_codes,
-# test_shell_with_stderr_into_stdout, test_signals_never_reach_a_reaped_child,
-# test_subprocess_from_a_loop_in_another_thread, test_subprocess_protocol_callbacks,
-# test_wait_on_a_process_that_already_exited. Remove it when merging spawn.
-_BLOCKBUSTER.functions['os.read'].can_block_in('ferroloop/process.py', '_start')
-
 
 @pytest.fixture(autouse=True)
 def no_blocking_calls_from_ferroloop(request):

@@ -1,6 +1,7 @@
 """Subprocesses: exec and shell, pipes, exit codes, signals, and reaping."""
 
 import asyncio
+import contextvars
 import os
 import signal
 import subprocess
@@ -233,3 +234,96 @@ def test_kill_after_the_child_exited_keeps_its_exit_status(loop, loop_name, requ
 
     assert run(loop, main()) == 7
     assert 'returncode 255' not in caplog.text
+
+
+CALLER = contextvars.ContextVar('caller', default=None)
+FACTORY = contextvars.ContextVar('factory', default=None)
+SHARED = contextvars.ContextVar('shared', default=None)
+
+
+class ContextRecordingProtocol(asyncio.SubprocessProtocol):
+    """Records, for each callback, the values of the context variables it sees."""
+
+    def __init__(self, loop):
+        FACTORY.set('factory')
+        self.seen = [('factory', CALLER.get(), None, None)]
+        self.done = loop.create_future()
+
+    def record(self, name):
+        self.seen.append((name, CALLER.get(), FACTORY.get(), SHARED.get()))
+
+    def connection_made(self, transport):
+        self.record('connection_made')
+        SHARED.set('made')  # the callbacks share one context
+
+    def pipe_data_received(self, fd, data):
+        self.record('pipe_data_received')
+
+    def pipe_connection_lost(self, fd, exc):
+        self.record('pipe_connection_lost')
+
+    def process_exited(self):
+        self.record('process_exited')
+
+    def connection_lost(self, exc):
+        self.record('connection_lost')
+        self.done.set_result(None)
+
+
+@pytest.mark.parametrize('closed_elsewhere', [False, True])
+def test_protocol_callbacks_run_in_the_callers_context(loop, loop_name, request,
+                                                       closed_elsewhere):
+    # Every callback, the factory included, in the context of the subprocess_exec() call (as
+    # on uvloop), even when the transport is closed from another context.
+    expect_asyncio_bug(request, loop_name, 'ASYNCIO_SUBPROCESS_CALLBACKS_IN_OTHER_CONTEXTS')
+
+    async def main():
+        CALLER.set('caller')
+        code = 'import sys, time; print("out", flush=True); time.sleep(60 if sys.argv[1:] else 0)'
+        args = [PY, '-c', code] + (['block'] if closed_elsewhere else [])
+        transport, protocol = await loop.subprocess_exec(
+            lambda: ContextRecordingProtocol(loop), *args, stdin=None, stderr=None)
+        if closed_elsewhere:
+            while len(protocol.seen) < 3:  # made, then the output
+                await asyncio.sleep(0.01)
+            loop.call_soon(transport.close, context=contextvars.Context())
+        await protocol.done
+        transport.close()
+        return protocol.seen
+
+    seen = run(loop, main())
+    names = [entry[0] for entry in seen]
+    assert names[:2] == ['factory', 'connection_made']
+    assert {'pipe_data_received', 'pipe_connection_lost', 'process_exited'} <= set(names)
+    assert names[-1] == 'connection_lost'
+    assert seen[0][1] == 'caller'
+    assert all(entry[1:] == ('caller', 'factory', None) for entry in seen[1:2])
+    assert all(entry[1:] == ('caller', 'factory', 'made') for entry in seen[2:])
+
+
+WAITS_FOR_ITS_GRANDCHILD = '''
+import subprocess, sys
+# The grandchild keeps stdout and stderr open until its stdin (the child's) closes.
+subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"])
+'''
+
+
+def test_wait_returns_when_the_child_exits_while_its_pipes_stay_open(loop, loop_name,
+                                                                      request):
+    # anyio's test_wait_returns_on_process_exit_with_open_stdout: wait() is the child's exit,
+    # not the end of its output, which a grandchild may hold open.
+    expect_asyncio_bug(request, loop_name, 'ASYNCIO_WAIT_WAITS_FOR_THE_PIPES')
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            PY, '-c', WAITS_FOR_ITS_GRANDCHILD, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE)
+        try:
+            returncode = await asyncio.wait_for(proc.wait(), 3)
+        finally:
+            proc.stdin.close()  # the grandchild exits
+            await proc.stdout.read()
+            await proc.stderr.read()
+        return returncode
+
+    assert run(loop, main()) == 0

@@ -42,6 +42,7 @@ __all__ = [
     '_remove_stale_unix_socket',
     '_remove_unix_socket_file',
     '_unix_socket_inode',
+    '_spawn',
 ]
 
 _T = TypeVar('_T')
@@ -442,3 +443,13 @@ def _unix_socket_inode(path: str | bytes) -> int | None:
     """The inode of the file at ``path``; None if there is none."""
 def _remove_unix_socket_file(path: str | bytes, inode: int) -> None:
     """Remove the file at ``path`` if its inode is still ``inode``."""
+
+def _spawn(executables: list[bytes], argv: list[bytes], env: list[bytes] | None,
+          cwd: bytes | None, stdio: list[int] | tuple[int, int, int], pass_fds: list[int],
+          close_fds: bool, restore_signals: bool, start_new_session: bool,
+          process_group: int | None, extra_groups: list[int] | None, gid: int | None,
+          uid: int | None, umask: int | None, executable_name: object,
+          cwd_name: object) -> int:
+    """Start a child (``clone(CLONE_VM | CLONE_VFORK)``, then exec of the first of
+    ``executables`` that works) and return its pid; raise ``subprocess.Popen``'s OSError
+    when it cannot exec."""

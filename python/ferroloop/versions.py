@@ -89,6 +89,26 @@ ASYNCIO_KILL_SIGNALS_A_REAPED_PID = _RUNNING == (3, 13)
 # 3.12 on: the pidfd child watcher's fds stay open in a loop closed before its children exit.
 ASYNCIO_PIDFDS_OUTLIVE_THE_LOOP = _since((3, 12))
 
+# Every version: subprocess.Popen waits for its child's exec with os.read() on the loop's
+# thread (ferroloop spawns natively, as uvloop does).
+ASYNCIO_SPAWN_READS_ON_THE_LOOP_THREAD = True
+
+# Every version: a child starts with the signal mask of the thread that spawned it (ferroloop's
+# and libuv's start with none blocked).
+ASYNCIO_CHILDREN_INHERIT_THE_SIGNAL_MASK = True
+
+# Every version: get_extra_info('subprocess') is the Popen, whose wait() reaps the child
+# behind the child watcher's back (which then reports return code 255).
+ASYNCIO_POPEN_WAIT_REAPS_THE_CHILD = True
+
+# Every version: subprocess protocol callbacks run in the context of whatever scheduled them
+# (the pipes', the child watcher's, a close() caller's), not of the subprocess_exec() call.
+ASYNCIO_SUBPROCESS_CALLBACKS_IN_OTHER_CONTEXTS = True
+
+# Before 3.13: wait() returns only once the child's pipes are closed too, which a grandchild
+# holding them delays (gh-119710, fixed in 2026 in the bug-fix releases of 3.13 on).
+ASYNCIO_WAIT_WAITS_FOR_THE_PIPES = _RUNNING < (3, 13)
+
 # 3.13 on: a NaN deadline reaches the selector as a NaN timeout, and run_forever() fails with
 # ValueError (before, the timer ran at once).
 ASYNCIO_NAN_DEADLINE_BREAKS_THE_LOOP = _since((3, 13))

@@ -8,10 +8,7 @@ use super::cvt;
 /// A close-on-exec duplicate of `fd`, owned by the caller: the same open file, under a number
 /// nobody else can close.
 pub fn dup_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall; an invalid fd is an EBADF error.
-    let new = cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) })?;
-    // SAFETY: new was just created and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+    dup_cloexec_above(fd, 0)
 }
 
 /// Whether `fd` is an open file descriptor of this process (EBADF otherwise).
@@ -34,4 +31,12 @@ pub fn write_stderr(line: &[u8]) {
             _ => return,
         }
     }
+}
+
+/// A close-on-exec duplicate of `fd` numbered `lowest` or more.
+pub fn dup_cloexec_above(fd: RawFd, lowest: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; an invalid fd is an EBADF error.
+    let new = cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, lowest) })?;
+    // SAFETY: new was just created and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }

@@ -10,6 +10,7 @@ mod fd;
 mod file;
 mod sockaddr;
 mod socket;
+mod spawn;
 
 pub use addrinfo::{c_text, getaddrinfo, AddrInfo, Hints, LookupError};
 pub use clock::{monotonic, monotonic_resolution, name_this_thread, thread_id};
@@ -25,6 +26,7 @@ pub use socket::{
     read, recv, recv_raw, recvfrom, send, send_or_write, send_vectored, shutdown_write,
     would_block, write,
 };
+pub use spawn::{spawn, ChildFailed, ChildPlan, Spawned, Stage};
 
 use std::io;
 
