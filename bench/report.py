@@ -15,7 +15,7 @@ OTHERS = ('uvloop', 'rloop', 'asyncio')
 GROUPS = {
     'echo tcp': 'Echo over TCP loopback (requests/s)',
     'echo unix': 'Echo over Unix sockets (requests/s)',
-    'http': 'HTTP/1.1 keep-alive, uvicorn + httptools, wrk (requests/s)',
+    'http': 'HTTP/1.1 keep-alive, uvicorn (httptools or h11), wrk (requests/s)',
     'micro': 'Micro benchmarks (operations/s)',
 }
 

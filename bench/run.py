@@ -33,7 +33,7 @@ from bench.workloads import (
     HTTP_CONNECTIONS,
     QUICK,
     echo_workloads,
-    http_workload,
+    http_workloads,
     micro_workloads,
     native_workload,
 )
@@ -64,8 +64,9 @@ def plan(settings, loops, patterns, socket_dir):
                 workloads.append(native)  # every echo load is measured with its ceiling
                 cells = [cell for workload in workloads for cell in new_cells(workload)]
                 sessions.append(EchoSession(cells, settings, socket_dir, loadgen, native_echo))
-    http = http_workload(loops)
-    if selected(http.key, patterns):
+    for http in http_workloads(loops):
+        if not selected(http.key, patterns):
+            continue
         cells = new_cells(http)
         sessions.append(HttpSession(cells, settings, HTTP_CONNECTIONS))
         if shutil.which('wrk') is None:

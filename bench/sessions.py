@@ -129,7 +129,8 @@ class HttpSession(ServerSession):
         self.connections = connections
 
     def server_command(self, cell):
-        return [sys.executable, '-m', 'bench.servers.http_asgi', '--loop', cell.runner]
+        module, = cell.workload.params
+        return [sys.executable, '-m', module, '--loop', cell.runner]
 
     def __enter__(self):
         super().__enter__()

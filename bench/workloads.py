@@ -74,9 +74,17 @@ def echo_workloads(transport, size, connections, loops=LOOPS):
             for variant in ECHO_VARIANTS]
 
 
-def http_workload(loops=LOOPS):
-    return Workload(f'http-uvicorn-c{HTTP_CONNECTIONS}', 'http',
-                    f'uvicorn + httptools, {HTTP_CONNECTIONS} connections', 'req/s', tuple(loops))
+# uvicorn's two HTTP parsers: httptools (C) and h11 (pure Python, its default without extras).
+HTTP_PARSERS = {'httptools': 'bench.servers.http_asgi', 'h11': 'bench.servers.http_h11'}
+
+
+def http_workloads(loops=LOOPS):
+    # httptools' key has no parser in it: it was the only HTTP row, and results keep its key.
+    return [Workload(f'http-uvicorn-c{HTTP_CONNECTIONS}' if parser == 'httptools'
+                     else f'http-uvicorn-{parser}-c{HTTP_CONNECTIONS}', 'http',
+                     f'uvicorn + {parser}, {HTTP_CONNECTIONS} connections', 'req/s', tuple(loops),
+                     params=(HTTP_PARSERS[parser],))
+            for parser in HTTP_PARSERS]
 
 
 def micro_workloads(scale, loops=LOOPS):

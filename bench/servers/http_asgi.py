@@ -1,5 +1,5 @@
 """HTTP/1.1 server: a minimal ASGI app (a fixed 13-byte body) under uvicorn with httptools,
-one worker, on the loop ``--loop`` names.
+one worker, on the loop ``--loop`` names (``http_h11`` runs it with uvicorn's h11 parser).
 
 uvicorn is run programmatically (``Server.serve`` inside our own ``asyncio.Runner``) rather
 than through its ``--loop`` option, so the loop factory is exactly the one the echo servers
@@ -22,9 +22,9 @@ async def app(scope, receive, send):
     await send({'type': 'http.response.body', 'body': BODY})
 
 
-async def start(listener):
+async def start(listener, http='httptools'):
     config = uvicorn.Config(
-        app, http='httptools', lifespan='off', access_log=False, log_level='warning', workers=1)
+        app, http=http, lifespan='off', access_log=False, log_level='warning', workers=1)
     server = uvicorn.Server(config)
     serving = asyncio.get_running_loop().create_task(server.serve(sockets=[listener]))
     # Ready once uvicorn has its listening server; a loop without create_server fails here.
