@@ -14,7 +14,7 @@ use pyo3::{PyTraverseError, PyVisit};
 use super::completions::Completions;
 use super::gil_cell::{GilCell, GilFlag};
 use super::handle::Handle;
-use super::io_table::{IoTable, NativeWatcher, Ready, WAKER_TOKEN};
+use super::io_table::{IoTable, NativeFn, NativeWatcher, Ready, WAKER_TOKEN};
 use super::metrics::Metrics;
 use super::progress::Progress;
 use super::timer_heap::TimerHeap;
@@ -48,6 +48,8 @@ pub struct LoopState {
     /// The native transports of this loop not yet finished, by object address: `close()`
     /// tells each to let go of its Python peers (see `_close_core`).
     pub transports: HashMap<usize, Py<PyAny>>,
+    /// Work left for the end of this iteration (`at_iteration_end`); empty between them.
+    pub at_iteration_end: Vec<NativeWatcher>,
 }
 
 #[pyclass(subclass, frozen, module = "ferroloop._ferroloop", name = "LoopCore")]
@@ -62,6 +64,8 @@ pub struct LoopCore {
     /// True while the loop waits in the poller with the GIL released: only then does
     /// `call_soon_threadsafe` need to write to the waker.
     pub(crate) in_poll: GilFlag<bool>,
+    /// True from the start of an iteration until its `at_iteration_end` work is done.
+    pub(crate) in_iteration: GilFlag<bool>,
     /// One buffer for every read the loop does on the user's behalf (allocated on first use).
     read_buffer: GilCell<Vec<u8>>,
     pub(crate) clock_resolution: f64,
@@ -137,6 +141,28 @@ impl LoopCore {
         let len = max.min(buffer.len());
         let (n, extra) = read(&mut buffer[..len])?;
         Ok((PyBytes::new(py, &buffer[..n]), extra))
+    }
+
+    /// Runs `on_end(loop, target)` once this iteration's callbacks have run, before the next
+    /// poll. False, with nothing queued, outside an iteration (or from another thread while
+    /// the loop polls): the caller then does its work at once.
+    pub fn at_iteration_end(
+        &self,
+        py: Python<'_>,
+        target: &Bound<'_, PyAny>,
+        on_end: NativeFn,
+    ) -> bool {
+        if !self.in_iteration.get(py) || self.in_poll.get(py) {
+            return false;
+        }
+        self.state
+            .borrow_mut(py)
+            .at_iteration_end
+            .push(NativeWatcher {
+                target: target.clone().unbind(),
+                on_ready: on_end,
+            });
+        true
     }
 
     pub fn debug_enabled(&self, py: Python<'_>) -> bool {
@@ -234,6 +260,7 @@ impl LoopCore {
                 reactor: Some(Arc::new(Reactor { poller, waker })),
                 task_factory: None,
                 transports: HashMap::new(),
+                at_iteration_end: Vec::new(),
             }),
             closed: GilFlag::new(false),
             stopping: GilFlag::new(false),
@@ -241,6 +268,7 @@ impl LoopCore {
             slow_callback_duration: GilCell::new(SlowCallbackDuration::Seconds(0.1)),
             thread_id: GilFlag::new(None),
             in_poll: GilFlag::new(false),
+            in_iteration: GilFlag::new(false),
             read_buffer: GilCell::new(Vec::new()),
             clock_resolution: crate::sys::monotonic_resolution(),
             progress: Arc::new(Progress::default()),

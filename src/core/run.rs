@@ -324,6 +324,34 @@ impl LoopCore {
     pub fn run_once(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        this.in_iteration.set(py, true);
+        let result = LoopCore::run_iteration(slf);
+        let ended = LoopCore::end_iteration(slf);
+        this.in_iteration.set(py, false);
+        result.and(ended)
+    }
+
+    /// The work callbacks left for the end of the iteration (`at_iteration_end`): transports
+    /// send what their protocols wrote during it in one system call each.
+    fn end_iteration(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
+        let py = slf.py();
+        let mut first_error = None;
+        loop {
+            let batch = std::mem::take(&mut slf.get().state.borrow_mut(py).at_iteration_end);
+            if batch.is_empty() {
+                return first_error.map_or(Ok(()), Err);
+            }
+            for watcher in &batch {
+                if let RunOutcome::Propagate(err) = run_native(slf, watcher) {
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+    }
+
+    fn run_iteration(slf: &Bound<'_, LoopCore>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
         // Python runs signal handlers between bytecodes; an iteration that runs only native
         // work (or none) would never give it the chance, and Ctrl-C would go unnoticed. The
         // check is one atomic load when no signal is pending.

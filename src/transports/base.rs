@@ -359,6 +359,12 @@ pub trait ReadingTransport: NativeTransport {
 pub trait FlowControlled: NativeTransport {
     /// The flow-control state and the size of the write buffer.
     fn flow_control(st: &mut Self::State) -> (&mut FlowControl, usize);
+
+    /// What `get_write_buffer_size()` reports: the buffer, unless some of it only waits for
+    /// the end of the iteration (see the stream transport's `write_chunk`).
+    fn reported_buffer_size(st: &mut Self::State) -> usize {
+        Self::flow_control(st).1
+    }
 }
 
 /// asyncio's `_SelectorTransport` (the socket transports): `close()` lets the write buffer
@@ -745,7 +751,7 @@ fn call_protocol_flow_control<T: NativeTransport>(
 
 /// `get_write_buffer_size()`: the bytes waiting to be sent.
 pub fn write_buffer_size<T: FlowControlled>(this: &T, py: Python<'_>) -> usize {
-    T::flow_control(&mut this.state().borrow_mut(py)).1
+    T::reported_buffer_size(&mut this.state().borrow_mut(py))
 }
 
 /// `get_write_buffer_limits()`: `(low, high)`.

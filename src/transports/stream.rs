@@ -109,6 +109,9 @@ pub struct State {
     unsendable: bool,
     /// sendfile in progress: completed when the write buffer is empty.
     empty_waiter: Option<Py<PyAny>>,
+    /// What the buffer holds was written during this iteration and waits for its end, to
+    /// go out in one system call (`write_chunk`); nothing was refused by the kernel yet.
+    flush_at_iteration_end: bool,
 }
 
 #[pyclass(frozen, module = "ferroloop._ferroloop", name = "StreamTransport")]
@@ -149,6 +152,16 @@ impl FlowControlled for StreamTransport {
     fn flow_control(st: &mut State) -> (&mut FlowControl, usize) {
         (&mut st.flow, st.buffer.len())
     }
+
+    /// Data that only waits for the end of the iteration is not reported: asyncio would have
+    /// sent it at once, and programs read a non-zero size as the kernel refusing data.
+    fn reported_buffer_size(st: &mut State) -> usize {
+        if st.flush_at_iteration_end {
+            0
+        } else {
+            st.buffer.len()
+        }
+    }
 }
 
 impl SelectorTransport for StreamTransport {
@@ -178,6 +191,11 @@ enum ReadOutcome {
 }
 
 const READ_FAILED: &str = "Fatal read error on socket transport";
+
+/// The most that writes may leave for the end of the iteration (`write_chunk`): enough for a
+/// typical response's pieces, little enough that a socket whose kernel buffer is full is
+/// found out by the next write of any size.
+const WAIT_FOR_ITERATION_END: usize = 16 * 1024;
 
 impl StreamTransport {
     fn watch_write(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -418,12 +436,48 @@ impl StreamTransport {
         }
     }
 
-    /// Sends `chunk` now if nothing is queued; queues what the kernel did not take.
+    /// Sends `chunk`, or queues what the kernel does not take.
+    ///
+    /// While the loop runs its callbacks, small writes to an empty buffer wait for the end of
+    /// the iteration and go out together: a protocol that writes a response as headers then
+    /// body (uvicorn does) sends it with one system call, not one per write. A write that
+    /// would make them more than `WAIT_FOR_ITERATION_END` goes out at once with them, so what
+    /// the kernel refuses is known (to `get_write_buffer_size()`, to flow control) after any
+    /// write that could fill its buffer, as with asyncio's immediate send.
     fn write_chunk(slf: &Bound<'_, Self>, chunk: Chunk) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        let (empty, deferred, buffered) = {
+            let st = this.state.borrow(py);
+            (
+                st.buffer.is_empty(),
+                st.flush_at_iteration_end,
+                st.buffer.len(),
+            )
+        };
+        let fits = buffered + chunk.as_ref().len() <= WAIT_FOR_ITERATION_END;
+        if deferred {
+            this.state.borrow_mut(py).buffer.push(chunk, 0);
+            return match fits {
+                true => Ok(()),
+                false => StreamTransport::flush_now(slf),
+            };
+        }
+        if empty
+            && fits
+            && this.io.loop_ref(py).get().at_iteration_end(
+                py,
+                slf.as_any(),
+                StreamTransport::on_iteration_end,
+            )
+        {
+            let mut st = this.state.borrow_mut(py);
+            st.flush_at_iteration_end = true;
+            st.buffer.push(chunk, 0);
+            return Ok(());
+        }
         let mut sent = 0;
-        if this.state.borrow(py).buffer.is_empty() {
+        if empty {
             let data = chunk.as_ref();
             match sys::send(this.io.fd(py), data) {
                 Ok(n) if n == data.len() => return Ok(()),
@@ -441,6 +495,36 @@ impl StreamTransport {
         }
         this.state.borrow_mut(py).buffer.push(chunk, sent);
         base::maybe_pause_protocol(slf)
+    }
+
+    /// The end of the iteration in which `write_chunk` let data wait.
+    fn on_iteration_end(_lp: &Bound<'_, LoopCore>, target: &Bound<'_, PyAny>) -> PyResult<()> {
+        // SAFETY: queued only with a StreamTransport target.
+        let slf = unsafe { target.cast_unchecked::<StreamTransport>() };
+        StreamTransport::flush_now(slf)
+    }
+
+    /// Sends what waits for the end of the iteration now, as if the fd had turned writable;
+    /// what the kernel refuses waits for writability as usual.
+    fn flush_now(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        {
+            let mut st = this.state.borrow_mut(py);
+            if !std::mem::replace(&mut st.flush_at_iteration_end, false) {
+                return Ok(());
+            }
+        }
+        StreamTransport::on_writable(this.io.loop_ref(py), slf.as_any())?;
+        let waiting = {
+            let st = this.state.borrow(py);
+            st.conn_lost == 0 && !st.buffer.is_empty()
+        };
+        if waiting {
+            StreamTransport::watch_write(slf)?;
+            base::maybe_pause_protocol(slf)?;
+        }
+        Ok(())
     }
 
     fn set_protocol_inner(&self, py: Python<'_>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -533,6 +617,7 @@ impl StreamTransport {
                 conn_lost: 0,
                 unsendable: false,
                 empty_waiter: None,
+                flush_at_iteration_end: false,
             }),
         };
         Ok(transport)
@@ -574,6 +659,11 @@ impl StreamTransport {
             Some(chunk) => chunk.as_ref().is_empty(),
             None => !data.is_truthy()?,
         };
+        if chunk.is_none() {
+            // What asyncio makes of a strided view depends on whether data waits before it:
+            // what waits only for the end of the iteration would have gone out with asyncio.
+            StreamTransport::flush_now(slf)?;
+        }
         {
             let mut st = this.state.borrow_mut(py);
             if st.eof {
