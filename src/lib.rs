@@ -25,6 +25,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<transports::pipe::WritePipeTransport>()?;
     m.add_class::<transports::datagram::DatagramTransport>()?;
     m.add_function(wrap_pyfunction!(check_callback, m)?)?;
+    m.add_function(wrap_pyfunction!(transports::base::run_in_context, m)?)?;
     m.add_function(wrap_pyfunction!(dns::numeric::numeric_addrinfo, m)?)?;
     Ok(())
 }

@@ -10,7 +10,7 @@ import warnings
 
 import pytest
 
-from conftest import run
+from conftest import ContextTrail, expect_asyncio_bug, in_context_of, run, trail_var
 from ferroloop import versions
 
 
@@ -193,6 +193,41 @@ def test_flow_control_pauses_and_resumes_the_protocol(loop):
             peer.close()
         server.close()
         await server.wait_closed()
+
+    run(loop, main())
+
+
+def test_pause_and_resume_writing_run_in_the_connections_context(request, loop_name, loop):
+    # write() is called in another context (a task's, say): the protocol hears of the pause
+    # in its own, like its other callbacks.
+    expect_asyncio_bug(request, loop_name, 'ASYNCIO_CALLBACKS_IN_CALLERS_CONTEXT')
+    peers = []
+
+    class Slow(asyncio.Protocol):
+        def connection_made(self, transport):
+            peers.append(transport)
+            transport.pause_reading()
+
+    async def main():
+        server = await loop.create_server(Slow, '127.0.0.1', 0)
+        trail_var.set('connecting')
+        transport, protocol = await loop.create_connection(
+            lambda: ContextTrail(loop), *server.sockets[0].getsockname())
+        transport.set_write_buffer_limits(high=1)
+        while not protocol.paused.done():
+            in_context_of('writer', transport.write, b'x' * 65536)
+            await asyncio.sleep(0)
+        peers[0].resume_reading()
+        await protocol.resumed
+        in_context_of('closer', transport.close)
+        await protocol.lost
+        peers[0].close()
+        server.close()
+        # (connection_made runs in a copy of the connection's context: what it sees, so
+        # does pause_writing.)
+        assert protocol.trail[2:] == [('pause_writing', protocol.trail[1][1]),
+                                      ('resume_writing', 'pause_writing'),
+                                      ('connection_lost', 'resume_writing')]
 
     run(loop, main())
 

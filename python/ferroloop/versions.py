@@ -93,6 +93,13 @@ ASYNCIO_PIDFDS_OUTLIVE_THE_LOOP = _since((3, 12))
 # ValueError (before, the timer ran at once).
 ASYNCIO_NAN_DEADLINE_BREAKS_THE_LOOP = _since((3, 13))
 
+# Every version: a protocol callback that a call on the transport sets off runs in the caller's
+# context, not the transport's: pause_writing() in write()'s, a pipe's connection_lost() in
+# close()'s, what the TLS transport's close() still reads in close()'s; and a pipe's protocol
+# factory runs in the caller's own context. ferroloop (like uvloop) runs every protocol
+# callback, and the pipe's factory, in the transport's context.
+ASYNCIO_CALLBACKS_IN_CALLERS_CONTEXT = True
+
 # ---------------------------------------------------------------------------------------------
 # Servers and transports.
 # ---------------------------------------------------------------------------------------------

@@ -655,6 +655,11 @@ impl StreamTransport {
         self.set_protocol_inner(py, protocol)
     }
 
+    /// The context the protocol's callbacks run in from now on (see `LoopFd::set_context`).
+    fn _set_context(&self, py: Python<'_>, context: &Bound<'_, PyAny>) {
+        self.io.set_context(py, context);
+    }
+
     /// sendfile support: a future completed once the write buffer is empty.
     fn _make_empty_waiter(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         if self.state.borrow(py).empty_waiter.is_some() {
