@@ -297,6 +297,21 @@ def test_unnamed_and_abstract_unix_senders(loop, loop_name, run_async):
     run_async(main())
 
 
+def test_private_attributes_libraries_read_follow_the_endpoints_state(loop, run_async):
+    async def main():
+        tr, proto = await loop.create_datagram_endpoint(lambda: Recorder(loop),
+                                                        local_addr=('127.0.0.1', 0))
+        assert tr._sock_fd == tr.get_extra_info('socket').fileno()
+        assert (tr._paused, tr._closing, tr._conn_lost) == (False, False, 0)
+        tr.pause_reading()
+        assert tr._paused
+        tr.close()
+        assert tr._closing and tr._conn_lost == 1
+        await proto.lost
+
+    run_async(main())
+
+
 def test_full_socket_buffers_datagrams_with_flow_control(loop, run_async):
     # A Unix datagram socket whose peer does not read refuses more once the peer's queue is
     # full: the transport queues the rest, pauses the protocol, and sends it all, in order,

@@ -232,6 +232,42 @@ def test_pause_and_resume_writing_run_in_the_connections_context(request, loop_n
     run(loop, main())
 
 
+def test_private_attributes_libraries_read_follow_the_transports_state(loop):
+    # asyncio's _SelectorSocketTransport attributes that libraries (and their tests) read:
+    # uvicorn's waits on _paused, SMTP and SSH clients check _closing.
+    async def main():
+        accepted = []
+
+        class Server(asyncio.Protocol):
+            def connection_made(self, transport):
+                accepted.append(transport)
+
+        server = await loop.create_server(Server, '127.0.0.1', 0)
+        transport, protocol = await loop.create_connection(
+            lambda: Recorder(loop), *server.sockets[0].getsockname())
+        await asyncio.sleep(0.01)
+        assert accepted[0]._server is server
+        assert transport._server is None
+        assert transport._sock_fd == transport.get_extra_info('socket').fileno()
+        assert (transport._paused, transport._closing, transport._eof,
+                transport._conn_lost) == (False, False, False, 0)
+        transport.pause_reading()
+        assert transport._paused
+        transport.resume_reading()
+        assert not transport._paused
+        transport.write_eof()
+        assert transport._eof
+        transport.close()
+        assert transport._closing and transport._conn_lost == 1
+        await protocol.lost
+        accepted[0].close()
+        await asyncio.sleep(0)
+        assert accepted[0]._server is None
+        server.close()
+
+    run(loop, main())
+
+
 def test_set_write_buffer_limits_validates(loop):
     async def main():
         server, addr = await echo_server(loop)

@@ -264,6 +264,12 @@ class StreamTransport:
     @property
     def _loop(self) -> LoopCore: ...
     @property
+    def _eof(self) -> bool:
+        """Whether ``write_eof()`` was called."""
+    @property
+    def _server(self) -> asyncio.Server | None:
+        """The server that accepted the connection, until it is lost."""
+    @property
     def _fd(self) -> int: ...
     # Reading.
     def is_reading(self) -> bool: ...

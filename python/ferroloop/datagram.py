@@ -62,10 +62,6 @@ class DatagramTransport(CoreTransport, CoreSocket, CoreReading, CoreFlowControl,
     def _address(self):
         return self._core._address
 
-    @property
-    def _sock_fd(self):
-        return self._core._fd
-
 
 class DatagramMixin:
 

@@ -115,7 +115,8 @@ class CoreTransport:
 
 
 class CoreSocket:
-    """What the socket transports (stream, datagram) share of asyncio's private surface."""
+    """What the socket transports (stream, datagram) share of asyncio's private surface
+    (``_SelectorTransport``'s), read-only: libraries and tests read these."""
 
     __slots__ = ()
 
@@ -125,6 +126,23 @@ class CoreSocket:
     @property
     def _sock(self):
         return self._extra['socket']._sock if self._core._open else None
+
+    @property
+    def _sock_fd(self):
+        return self._core._fd
+
+    @property
+    def _closing(self):
+        return self._core.is_closing()
+
+    @property
+    def _paused(self):
+        # pause_reading() is in force.
+        return self._core._paused
+
+    @property
+    def _conn_lost(self):
+        return self._core._conn_lost
 
 
 class CoreReading:
@@ -243,9 +261,12 @@ class SocketTransport(CoreTransport, CoreSocket, CoreReading, CoreWriting, CoreF
         self._attach(core, waiter)
 
     @property
-    def _paused(self):
-        # asyncio's flag for pause_reading() in force (libraries and tests read it).
-        return self._core._paused
+    def _eof(self):
+        return self._core._eof
+
+    @property
+    def _server(self):
+        return self._core._server
 
     def _repr_io(self, core):
         if not core._open or self._loop.is_closed():

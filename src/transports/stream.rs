@@ -690,6 +690,22 @@ impl StreamTransport {
         self.io.loop_obj(py)
     }
 
+    /// Whether write_eof() was called.
+    #[getter]
+    fn _eof(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).eof
+    }
+
+    /// The server that accepted the connection, until the connection is lost.
+    #[getter]
+    fn _server(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.state
+            .borrow(py)
+            .server
+            .as_ref()
+            .map(|s| s.clone_ref(py))
+    }
+
     /// Closes the socket without telling the protocol (the wrapper's `__del__`, after its
     /// ResourceWarning, for a transport nobody closed).
     fn _release(slf: &Bound<'_, Self>) -> PyResult<()> {
