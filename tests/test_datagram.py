@@ -8,7 +8,7 @@ import tempfile
 
 import pytest
 
-from conftest import RecordingProtocol, close_and_collect
+from conftest import RecordingProtocol, close_and_collect, expect_asyncio_bug
 from ferroloop import versions
 
 
@@ -293,6 +293,32 @@ def test_unnamed_and_abstract_unix_senders(loop, loop_name, run_async):
         assert proto.datagrams == [(b'anonymous', None), (b'named', (name + '-sender').encode())]
         tr.close()
         await proto.lost
+
+    run_async(main())
+
+
+def test_endpoint_on_a_socketpair_end_talks_to_its_unnamed_peer(
+        request, loop, loop_name, run_async):
+    # The peer has no name (getpeername() gives ''), yet the socket is connected: sendto(data)
+    # sends to it, and nothing goes to the exception handler (as on uvloop).
+    expect_asyncio_bug(request, loop_name, 'ASYNCIO_DATAGRAM_SOCKETPAIR_SENDTO_FAILS')
+    reported = []
+    loop.set_exception_handler(lambda loop, context: reported.append(context))
+    ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+
+    async def main():
+        with ours, peer:
+            tr, proto = await loop.create_datagram_endpoint(lambda: Recorder(loop), sock=ours)
+            peer.send(b'ping')
+            await proto.until(lambda: proto.datagrams)
+            assert proto.datagrams == [(b'ping', None)]
+            tr.sendto(b'pong')
+            await asyncio.sleep(0.01)
+            peer.setblocking(False)
+            assert peer.recv(16) == b'pong'
+            tr.close()
+            await proto.lost
+        assert reported == [] and proto.errors == []
 
     run_async(main())
 

@@ -100,6 +100,10 @@ ASYNCIO_NAN_DEADLINE_BREAKS_THE_LOOP = _since((3, 13))
 # callback, and the pipe's factory, in the transport's context.
 ASYNCIO_CALLBACKS_IN_CALLERS_CONTEXT = True
 
+# Every version: a datagram endpoint on a socketpair() end takes the unnamed peer ('') for no
+# peer, and sendto(data) fails (TypeError, to the exception handler).
+ASYNCIO_DATAGRAM_SOCKETPAIR_SENDTO_FAILS = True
+
 # ---------------------------------------------------------------------------------------------
 # Servers and transports.
 # ---------------------------------------------------------------------------------------------
