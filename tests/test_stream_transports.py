@@ -268,6 +268,31 @@ def test_private_attributes_libraries_read_follow_the_transports_state(loop):
     run(loop, main())
 
 
+def test_the_transports_socket_repr_names_its_family_and_type(request, loop_name, loop):
+    expect_asyncio_bug(request, loop_name, 'ASYNCIO_TRANSPORT_SOCKET_REPR_NUMBERS')
+
+    async def main():
+        accepted = []
+        server = await loop.create_server(lambda: accepted.append(Recorder(loop)) or accepted[-1],
+                                          '127.0.0.1', 0)
+        transport, protocol = await loop.create_connection(
+            lambda: Recorder(loop), *server.sockets[0].getsockname())
+        sock = transport.get_extra_info('socket')
+        port = server.sockets[0].getsockname()[1]
+        expected = (f'<asyncio.TransportSocket fd={sock.fileno()}, '
+                    f'family=AddressFamily.AF_INET, type=SocketKind.SOCK_STREAM, proto=6, '
+                    f"laddr={sock.getsockname()}, raddr=('127.0.0.1', {port})>")
+        seen, listening = repr(sock), repr(server.sockets[0])
+        transport.close()
+        await protocol.lost
+        await accepted[0].lost
+        server.close()
+        assert seen == expected
+        assert 'family=AddressFamily.AF_INET, type=SocketKind.SOCK_STREAM' in listening
+
+    run(loop, main())
+
+
 def test_set_write_buffer_limits_validates(loop):
     async def main():
         server, addr = await echo_server(loop)

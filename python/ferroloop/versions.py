@@ -104,6 +104,9 @@ ASYNCIO_CALLBACKS_IN_CALLERS_CONTEXT = True
 # peer, and sendto(data) fails (TypeError, to the exception handler).
 ASYNCIO_DATAGRAM_SOCKETPAIR_SENDTO_FAILS = True
 
+# 3.11 on: TransportSocket's repr shows the family and type as numbers (str() of an IntEnum).
+ASYNCIO_TRANSPORT_SOCKET_REPR_NUMBERS = _since((3, 11))
+
 # ---------------------------------------------------------------------------------------------
 # Servers and transports.
 # ---------------------------------------------------------------------------------------------
