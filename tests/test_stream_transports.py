@@ -293,6 +293,66 @@ def test_the_transports_socket_repr_names_its_family_and_type(request, loop_name
     run(loop, main())
 
 
+class SmallReads(asyncio.BufferedProtocol):
+    """A BufferedProtocol server reading 1 KiB at a time: many reads follow the peer's close."""
+
+    def __init__(self, loop):
+        self.events = []
+        self.data = bytearray()
+        self.buffer = bytearray(1024)
+        self.lost = loop.create_future()
+
+    def connection_made(self, transport):
+        self.events.append('made')
+
+    def get_buffer(self, sizehint):
+        return self.buffer
+
+    def buffer_updated(self, nbytes):
+        self.data += self.buffer[:nbytes]
+        if self.events[-1] != 'data':
+            self.events.append('data')
+
+    def eof_received(self):
+        self.events.append('eof')
+
+    def connection_lost(self, exc):
+        self.events.append('lost')
+        self.lost.set_result(exc)
+
+
+@pytest.mark.parametrize('family', ['tcp', 'unix'])
+@pytest.mark.parametrize('protocol_class', [Recorder, SmallReads])
+def test_a_server_gets_all_a_client_sent_and_closed_at_once(loop, family, protocol_class):
+    # The peer's close (EPOLLRDHUP, and EPOLLHUP on a Unix socket) is reported with data still
+    # queued: all of it is delivered, then eof_received, then connection_lost(None).
+    payload = os.urandom(300_000)
+
+    def client(address):
+        kind = socket.AF_INET if family == 'tcp' else socket.AF_UNIX
+        with socket.socket(kind, socket.SOCK_STREAM) as sock:
+            sock.connect(address)
+            sock.sendall(payload)
+
+    async def main():
+        accepted = []
+        factory = lambda: accepted.append(protocol_class(loop)) or accepted[-1]  # noqa: E731
+        with tempfile.TemporaryDirectory() as tmp:
+            if family == 'tcp':
+                server = await loop.create_server(factory, '127.0.0.1', 0)
+                address = server.sockets[0].getsockname()
+            else:
+                address = os.path.join(tmp, 'sock')
+                server = await loop.create_unix_server(factory, address)
+            await loop.run_in_executor(None, client, address)
+            assert await accepted[0].lost is None
+            server.close()
+        assert accepted[0].events == ['made', 'data', 'eof', 'lost']
+        assert accepted[0].data == payload
+
+    run(loop, main())
+
+
 def test_set_write_buffer_limits_validates(loop):
     async def main():
         server, addr = await echo_server(loop)
