@@ -178,3 +178,58 @@ def test_start_tls_protocol_stays_in_its_context_whoever_writes_and_closes(
         assert {value for _, value in proto.trail[1:]} <= callbacks | {'start_tls'}
 
     run(loop, main())
+
+
+def tls_server_writing_after_the_clients_close_notify(listener):
+    """A blocking TLS server (run in a thread): completes the handshake, waits for the
+    client's close_notify, sends application data after it, then its own close_notify."""
+    conn, _ = listener.accept()
+    with conn:
+        conn.settimeout(10)
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = test_utils.simple_server_sslcontext().wrap_bio(incoming, outgoing,
+                                                             server_side=True)
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                if outgoing.pending:
+                    conn.sendall(outgoing.read())
+                incoming.write(conn.recv(65536))
+        tls.write(b'hello')  # the client closes once it has this
+        conn.sendall(outgoing.read())
+        incoming.write(conn.recv(65536))  # the client's close_notify, not read yet
+        tls.write(b'late data')
+        conn.sendall(outgoing.read())
+        try:
+            tls.unwrap()
+        except ssl.SSLError:
+            pass
+        conn.sendall(outgoing.read())
+
+
+def test_tls_data_after_close_notify_is_discarded_not_an_error(request, loop_name, loop):
+    # The client closed (sent close_notify); the server had data on the way: it is dropped,
+    # and the connection ends cleanly (as on uvloop).
+    expect_asyncio_bug(request, loop_name, 'ASYNCIO_TLS_DATA_AFTER_CLOSE_NOTIFY_FAILS')
+    reported = []
+    loop.set_exception_handler(lambda loop, context: reported.append(context))
+
+    async def main():
+        with socket.create_server(('127.0.0.1', 0)) as listener:
+            serving = loop.run_in_executor(None, tls_server_writing_after_the_clients_close_notify,
+                                           listener)
+            transport, proto = await loop.create_connection(
+                lambda: ContextTrail(loop), *listener.getsockname(),
+                ssl=test_utils.simple_client_sslcontext(), server_hostname='')
+            await proto.received
+            transport.close()
+            exc = await proto.lost
+            await serving
+        assert exc is None
+        assert reported == []
+        assert [name for name, _ in proto.trail] == [
+            'factory', 'made', 'data_received', 'eof_received', 'connection_lost']
+
+    run(loop, main())

@@ -33,6 +33,28 @@ class SSLProtocol(sslproto.SSLProtocol):
     def _resume_reading(self):
         _ferroloop._run_in_context(self._context, super()._resume_reading)
 
+    def _do_shutdown(self):
+        # What the peer sent before it saw our close_notify is dropped, as uvloop does:
+        # unwrap() would fail on it ('application data after close notify') and the
+        # connection end with that error instead of cleanly.
+        if not self._eof_received and self._sslobj is not None:
+            self._discard_incoming()
+        super()._do_shutdown()
+
+    def _discard_incoming(self):
+        try:
+            while self._sslobj.read(_DISCARD_CHUNK):
+                pass
+        except sslproto.SSLAgainErrors:
+            return  # no close_notify yet
+        except sslproto.ssl.SSLZeroReturnError:
+            pass
+        # The peer's close_notify came behind its data: it is done too.
+        self._call_eof_received()
+
+
+_DISCARD_CHUNK = 256 * 1024
+
 
 def make_ssl_transport(loop, rawsock, protocol, sslcontext, waiter, server_side, server_hostname,
                        extra, server, ssl_handshake_timeout, ssl_shutdown_timeout, users_sock,

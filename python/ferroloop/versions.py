@@ -107,6 +107,10 @@ ASYNCIO_DATAGRAM_SOCKETPAIR_SENDTO_FAILS = True
 # 3.11 on: TransportSocket's repr shows the family and type as numbers (str() of an IntEnum).
 ASYNCIO_TRANSPORT_SOCKET_REPR_NUMBERS = _since((3, 11))
 
+# Every version: application data the TLS peer sent after our close_notify fails the shutdown
+# (SSLError 'application data after close notify', given to connection_lost).
+ASYNCIO_TLS_DATA_AFTER_CLOSE_NOTIFY_FAILS = True
+
 # ---------------------------------------------------------------------------------------------
 # Servers and transports.
 # ---------------------------------------------------------------------------------------------
