@@ -345,6 +345,8 @@ def test_a_server_gets_all_a_client_sent_and_closed_at_once(loop, family, protoc
                 address = os.path.join(tmp, 'sock')
                 server = await loop.create_unix_server(factory, address)
             await loop.run_in_executor(None, client, address)
+            while not accepted:  # the client may be done before the server accepts
+                await asyncio.sleep(0.001)
             assert await accepted[0].lost is None
             server.close()
         assert accepted[0].events == ['made', 'data', 'eof', 'lost']
