@@ -29,6 +29,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<transports::pipe::WritePipeTransport>()?;
     m.add_class::<transports::datagram::DatagramTransport>()?;
     m.add_function(wrap_pyfunction!(check_callback, m)?)?;
+    m.add_function(wrap_pyfunction!(transports::base::run_in_context, m)?)?;
     m.add_function(wrap_pyfunction!(dns::numeric::numeric_addrinfo, m)?)?;
     m.add_function(wrap_pyfunction!(
         unix_socket_files::remove_stale_unix_socket,

@@ -3,6 +3,7 @@ the expected behaviour, and on ferroloop. A test that passes on asyncio and fail
 ferroloop is a compatibility bug."""
 
 import asyncio
+import contextvars
 import gc
 import os
 import sys
@@ -214,6 +215,77 @@ class RecordingProtocol(asyncio.BaseProtocol):
     def connection_lost(self, exc):
         self.events.append('lost')
         self.lost.set_result(exc)
+
+
+trail_var = contextvars.ContextVar('trail_var', default='unset')
+
+
+class ContextTrail(asyncio.Protocol):
+    """Records, in ``trail``, each callback with the value of ``trail_var`` it sees, then sets
+    the variable to the callback's name: the trail shows which context each callback ran in
+    and whose changes it saw. The factory's call is the first entry."""
+
+    def __init__(self, loop):
+        self.trail = [('factory', trail_var.get())]
+        trail_var.set('factory')
+        self.lost = loop.create_future()
+        self.received = loop.create_future()
+        self.paused = loop.create_future()
+        self.resumed = loop.create_future()
+
+    def _record(self, name):
+        self.trail.append((name, trail_var.get()))
+        trail_var.set(name)
+
+    def first_seen(self):
+        """Each callback's name with what its first call saw."""
+        firsts = {}
+        for name, value in self.trail:
+            firsts.setdefault(name, value)
+        return firsts
+
+    def connection_made(self, transport):
+        self._record('made')
+
+    def data_received(self, data):
+        self._record('data_received')
+        if not self.received.done():
+            self.received.set_result(None)
+
+    def eof_received(self):
+        self._record('eof_received')
+
+    def pause_writing(self):
+        self._record('pause_writing')
+        self.paused.set_result(None)
+
+    def resume_writing(self):
+        self._record('resume_writing')
+        self.resumed.set_result(None)
+
+    def connection_lost(self, exc):
+        self._record('connection_lost')
+        self.lost.set_result(exc)
+
+
+class BufferedContextTrail(ContextTrail, asyncio.BufferedProtocol):
+
+    def get_buffer(self, sizehint):
+        self._record('get_buffer')
+        return bytearray(65536)
+
+    def buffer_updated(self, nbytes):
+        self._record('buffer_updated')
+        if not self.received.done():
+            self.received.set_result(None)
+
+
+def in_context_of(name, fn, *args):
+    """``fn(*args)`` in a new context where ``trail_var`` is ``name``."""
+    def body():
+        trail_var.set(name)
+        return fn(*args)
+    return contextvars.Context().run(body)
 
 
 # A Rust panic must never reach Python: as a pyo3 PanicException (a BaseException that user

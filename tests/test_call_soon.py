@@ -7,6 +7,8 @@ import weakref
 
 import pytest
 
+from conftest import run_one_iteration
+
 
 def test_callbacks_run_in_fifo_order_with_their_arguments(loop):
     seen = []
@@ -212,3 +214,17 @@ def test_closed_loop_is_freed_without_the_gc(loop_factory):
         assert ref() is None
     finally:
         gc.enable()
+
+
+def test_handles_and_timer_handles_accept_weak_references(loop):
+    # asyncio's do (libraries keep weak sets of scheduled handles).
+    handle = loop.call_soon(print)
+    timer = loop.call_later(60, print)
+    refs = [weakref.ref(handle), weakref.ref(timer)]
+    assert [ref() for ref in refs] == [handle, timer]
+    handle.cancel()
+    timer.cancel()
+    del handle, timer
+    run_one_iteration(loop)  # the loop lets go of the cancelled handles
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None]

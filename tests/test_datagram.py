@@ -8,7 +8,7 @@ import tempfile
 
 import pytest
 
-from conftest import RecordingProtocol, close_and_collect
+from conftest import RecordingProtocol, close_and_collect, expect_asyncio_bug
 from ferroloop import versions
 
 
@@ -292,6 +292,47 @@ def test_unnamed_and_abstract_unix_senders(loop, loop_name, run_async):
         # Addresses exactly as socket.recvfrom gives them.
         assert proto.datagrams == [(b'anonymous', None), (b'named', (name + '-sender').encode())]
         tr.close()
+        await proto.lost
+
+    run_async(main())
+
+
+def test_endpoint_on_a_socketpair_end_talks_to_its_unnamed_peer(
+        request, loop, loop_name, run_async):
+    # The peer has no name (getpeername() gives ''), yet the socket is connected: sendto(data)
+    # sends to it, and nothing goes to the exception handler (as on uvloop).
+    expect_asyncio_bug(request, loop_name, 'ASYNCIO_DATAGRAM_SOCKETPAIR_SENDTO_FAILS')
+    reported = []
+    loop.set_exception_handler(lambda loop, context: reported.append(context))
+    ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+
+    async def main():
+        with ours, peer:
+            tr, proto = await loop.create_datagram_endpoint(lambda: Recorder(loop), sock=ours)
+            peer.send(b'ping')
+            await proto.until(lambda: proto.datagrams)
+            assert proto.datagrams == [(b'ping', None)]
+            tr.sendto(b'pong')
+            await asyncio.sleep(0.01)
+            peer.setblocking(False)
+            assert peer.recv(16) == b'pong'
+            tr.close()
+            await proto.lost
+        assert reported == [] and proto.errors == []
+
+    run_async(main())
+
+
+def test_private_attributes_libraries_read_follow_the_endpoints_state(loop, run_async):
+    async def main():
+        tr, proto = await loop.create_datagram_endpoint(lambda: Recorder(loop),
+                                                        local_addr=('127.0.0.1', 0))
+        assert tr._sock_fd == tr.get_extra_info('socket').fileno()
+        assert (tr._paused, tr._closing, tr._conn_lost) == (False, False, 0)
+        tr.pause_reading()
+        assert tr._paused
+        tr.close()
+        assert tr._closing and tr._conn_lost == 1
         await proto.lost
 
     run_async(main())

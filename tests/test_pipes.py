@@ -1,6 +1,7 @@
 """Pipes: connect_read_pipe / connect_write_pipe over pipes, sockets and ptys."""
 
 import asyncio
+import contextlib
 import errno
 import os
 import socket
@@ -11,7 +12,8 @@ import tty
 
 import pytest
 
-from conftest import RecordingProtocol, close_and_collect
+from conftest import (ContextTrail, RecordingProtocol, close_and_collect, expect_asyncio_bug,
+                      in_context_of, trail_var)
 
 
 class Recorder(RecordingProtocol, asyncio.Protocol):
@@ -469,3 +471,77 @@ def test_unclosed_pipe_transports_warn_and_close_their_pipe(loop, run_async):
     with pytest.warns(ResourceWarning, match='unclosed transport'):
         close_and_collect(loop)
     assert rpipe.closed and wpipe.closed
+
+
+# ---------------------------------------------------------------------------------------
+# The context the protocol's callbacks run in: the one the pipe was connected in (with what
+# the factory set there), whoever calls close() or write().
+
+def test_read_pipe_callbacks_run_in_the_context_it_was_connected_in(loop, run_async):
+    rfd, wfd = os.pipe()
+
+    async def main():
+        trail_var.set('connecting')
+        _, proto = await loop.connect_read_pipe(lambda: ContextTrail(loop), reader(rfd))
+        trail_var.set('changed after')
+        os.write(wfd, b'data')
+        await proto.received
+        os.close(wfd)
+        await proto.lost
+        assert proto.trail[:-1] == [('factory', 'connecting'), ('made', 'factory'),
+                                    ('data_received', 'factory'),
+                                    ('eof_received', 'data_received')]
+        # asyncio runs connection_lost in its own copy of the context, made before
+        # eof_received ran; ferroloop (as uvloop) in the transport's, after it.
+        assert proto.trail[-1] in (('connection_lost', 'data_received'),
+                                   ('connection_lost', 'eof_received'))
+        assert trail_var.get() == 'changed after'
+
+    run_async(main())
+
+
+def test_read_pipe_factory_and_connection_lost_run_in_its_context_not_the_callers(
+        request, loop_name, loop, run_async):
+    expect_asyncio_bug(request, loop_name, 'ASYNCIO_CALLBACKS_IN_CALLERS_CONTEXT')
+    rfd, wfd = os.pipe()
+
+    async def main():
+        trail_var.set('connecting')
+        transport, proto = await loop.connect_read_pipe(lambda: ContextTrail(loop),
+                                                        reader(rfd))
+        # The factory ran in the transport's context, not in this one.
+        assert trail_var.get() == 'connecting'
+        os.write(wfd, b'data')
+        await proto.received
+        in_context_of('closer', transport.close)
+        await proto.lost
+        assert proto.trail[-1] == ('connection_lost', 'data_received')
+
+    run_then_close(run_async, main(), wfd)
+
+
+def test_write_pipe_callbacks_run_in_its_context_whoever_writes_and_closes(
+        request, loop_name, loop, run_async):
+    expect_asyncio_bug(request, loop_name, 'ASYNCIO_CALLBACKS_IN_CALLERS_CONTEXT')
+    rfd, wfd = os.pipe()
+    os.set_blocking(rfd, False)
+
+    async def main():
+        trail_var.set('connecting')
+        transport, proto = await loop.connect_write_pipe(lambda: ContextTrail(loop),
+                                                         writer(wfd))
+        transport.set_write_buffer_limits(high=1)
+        in_context_of('writer', transport.write, b'x' * (1 << 20))
+        await proto.paused
+        while not proto.resumed.done():
+            with contextlib.suppress(BlockingIOError):
+                os.read(rfd, 1 << 20)
+            await asyncio.sleep(0.001)
+        in_context_of('closer', transport.close)
+        await proto.lost
+        assert proto.trail == [('factory', 'connecting'), ('made', 'factory'),
+                               ('pause_writing', 'factory'),
+                               ('resume_writing', 'pause_writing'),
+                               ('connection_lost', 'resume_writing')]
+
+    run_then_close(run_async, main(), rfd)

@@ -10,7 +10,7 @@ import warnings
 
 import pytest
 
-from conftest import run
+from conftest import ContextTrail, expect_asyncio_bug, in_context_of, run, trail_var
 from ferroloop import versions
 
 
@@ -193,6 +193,164 @@ def test_flow_control_pauses_and_resumes_the_protocol(loop):
             peer.close()
         server.close()
         await server.wait_closed()
+
+    run(loop, main())
+
+
+def test_pause_and_resume_writing_run_in_the_connections_context(request, loop_name, loop):
+    # write() is called in another context (a task's, say): the protocol hears of the pause
+    # in its own, like its other callbacks.
+    expect_asyncio_bug(request, loop_name, 'ASYNCIO_CALLBACKS_IN_CALLERS_CONTEXT')
+    peers = []
+
+    class Slow(asyncio.Protocol):
+        def connection_made(self, transport):
+            peers.append(transport)
+            transport.pause_reading()
+
+    async def main():
+        server = await loop.create_server(Slow, '127.0.0.1', 0)
+        trail_var.set('connecting')
+        transport, protocol = await loop.create_connection(
+            lambda: ContextTrail(loop), *server.sockets[0].getsockname())
+        transport.set_write_buffer_limits(high=1)
+        while not protocol.paused.done():
+            in_context_of('writer', transport.write, b'x' * 65536)
+            await asyncio.sleep(0)
+        peers[0].resume_reading()
+        await protocol.resumed
+        in_context_of('closer', transport.close)
+        await protocol.lost
+        peers[0].close()
+        server.close()
+        # (connection_made runs in a copy of the connection's context: what it sees, so
+        # does pause_writing.)
+        assert protocol.trail[2:] == [('pause_writing', protocol.trail[1][1]),
+                                      ('resume_writing', 'pause_writing'),
+                                      ('connection_lost', 'resume_writing')]
+
+    run(loop, main())
+
+
+def test_private_attributes_libraries_read_follow_the_transports_state(loop):
+    # asyncio's _SelectorSocketTransport attributes that libraries (and their tests) read:
+    # uvicorn's waits on _paused, SMTP and SSH clients check _closing.
+    async def main():
+        accepted = []
+
+        class Server(asyncio.Protocol):
+            def connection_made(self, transport):
+                accepted.append(transport)
+
+        server = await loop.create_server(Server, '127.0.0.1', 0)
+        transport, protocol = await loop.create_connection(
+            lambda: Recorder(loop), *server.sockets[0].getsockname())
+        await asyncio.sleep(0.01)
+        assert accepted[0]._server is server
+        assert transport._server is None
+        assert transport._sock_fd == transport.get_extra_info('socket').fileno()
+        assert (transport._paused, transport._closing, transport._eof,
+                transport._conn_lost) == (False, False, False, 0)
+        transport.pause_reading()
+        assert transport._paused
+        transport.resume_reading()
+        assert not transport._paused
+        transport.write_eof()
+        assert transport._eof
+        transport.close()
+        assert transport._closing and transport._conn_lost == 1
+        await protocol.lost
+        accepted[0].close()
+        await asyncio.sleep(0)
+        assert accepted[0]._server is None
+        server.close()
+
+    run(loop, main())
+
+
+def test_the_transports_socket_repr_names_its_family_and_type(request, loop_name, loop):
+    expect_asyncio_bug(request, loop_name, 'ASYNCIO_TRANSPORT_SOCKET_REPR_NUMBERS')
+
+    async def main():
+        accepted = []
+        server = await loop.create_server(lambda: accepted.append(Recorder(loop)) or accepted[-1],
+                                          '127.0.0.1', 0)
+        transport, protocol = await loop.create_connection(
+            lambda: Recorder(loop), *server.sockets[0].getsockname())
+        sock = transport.get_extra_info('socket')
+        port = server.sockets[0].getsockname()[1]
+        expected = (f'<asyncio.TransportSocket fd={sock.fileno()}, '
+                    f'family=AddressFamily.AF_INET, type=SocketKind.SOCK_STREAM, proto=6, '
+                    f"laddr={sock.getsockname()}, raddr=('127.0.0.1', {port})>")
+        seen, listening = repr(sock), repr(server.sockets[0])
+        transport.close()
+        await protocol.lost
+        await accepted[0].lost
+        server.close()
+        assert seen == expected
+        assert 'family=AddressFamily.AF_INET, type=SocketKind.SOCK_STREAM' in listening
+
+    run(loop, main())
+
+
+class SmallReads(asyncio.BufferedProtocol):
+    """A BufferedProtocol server reading 1 KiB at a time: many reads follow the peer's close."""
+
+    def __init__(self, loop):
+        self.events = []
+        self.data = bytearray()
+        self.buffer = bytearray(1024)
+        self.lost = loop.create_future()
+
+    def connection_made(self, transport):
+        self.events.append('made')
+
+    def get_buffer(self, sizehint):
+        return self.buffer
+
+    def buffer_updated(self, nbytes):
+        self.data += self.buffer[:nbytes]
+        if self.events[-1] != 'data':
+            self.events.append('data')
+
+    def eof_received(self):
+        self.events.append('eof')
+
+    def connection_lost(self, exc):
+        self.events.append('lost')
+        self.lost.set_result(exc)
+
+
+@pytest.mark.parametrize('family', ['tcp', 'unix'])
+@pytest.mark.parametrize('protocol_class', [Recorder, SmallReads])
+def test_a_server_gets_all_a_client_sent_and_closed_at_once(loop, family, protocol_class):
+    # The peer's close (EPOLLRDHUP, and EPOLLHUP on a Unix socket) is reported with data still
+    # queued: all of it is delivered, then eof_received, then connection_lost(None).
+    payload = os.urandom(300_000)
+
+    def client(address):
+        kind = socket.AF_INET if family == 'tcp' else socket.AF_UNIX
+        with socket.socket(kind, socket.SOCK_STREAM) as sock:
+            sock.connect(address)
+            sock.sendall(payload)
+
+    async def main():
+        accepted = []
+        factory = lambda: accepted.append(protocol_class(loop)) or accepted[-1]  # noqa: E731
+        with tempfile.TemporaryDirectory() as tmp:
+            if family == 'tcp':
+                server = await loop.create_server(factory, '127.0.0.1', 0)
+                address = server.sockets[0].getsockname()
+            else:
+                address = os.path.join(tmp, 'sock')
+                server = await loop.create_unix_server(factory, address)
+            await loop.run_in_executor(None, client, address)
+            while not accepted:  # the client may be done before the server accepts
+                await asyncio.sleep(0.001)
+            assert await accepted[0].lost is None
+            server.close()
+        assert accepted[0].events == ['made', 'data', 'eof', 'lost']
+        assert accepted[0].data == payload
 
     run(loop, main())
 

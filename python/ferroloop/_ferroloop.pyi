@@ -43,6 +43,7 @@ __all__ = [
     '_remove_unix_socket_file',
     '_unix_socket_inode',
     '_spawn',
+    '_run_in_context',
 ]
 
 _T = TypeVar('_T')
@@ -258,6 +259,8 @@ class StreamTransport:
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None: ...
     def get_protocol(self) -> asyncio.BaseProtocol | None:
         """None once the transport has let go of it (after ``connection_lost``)."""
+    def _set_context(self, context: contextvars.Context) -> None:
+        """The context the protocol's callbacks run in from now on (``start_tls``)."""
     def _make_empty_waiter(self) -> asyncio.Future[None]:
         """For sendfile: a future done once the write buffer is empty."""
     def _reset_empty_waiter(self) -> None: ...
@@ -269,6 +272,12 @@ class StreamTransport:
         """Whether the socket is still open (``connection_lost`` has not run yet)."""
     @property
     def _loop(self) -> LoopCore: ...
+    @property
+    def _eof(self) -> bool:
+        """Whether ``write_eof()`` was called."""
+    @property
+    def _server(self) -> asyncio.Server | None:
+        """The server that accepted the connection, until it is lost."""
     @property
     def _fd(self) -> int: ...
     # Reading.
@@ -302,8 +311,10 @@ class ReadPipeTransport:
     """The read end of a pipe, socket or character device (``ferroloop.pipes``)."""
 
     def __new__(cls, event_loop: LoopCore, wrapper: asyncio.ReadTransport, pipe: Any,
-                protocol: asyncio.BaseProtocol, fd: int) -> Self:
-        """``fd``: ``pipe.fileno()``, already non-blocking; the transport reads a duplicate."""
+                protocol: asyncio.BaseProtocol, fd: int,
+                context: contextvars.Context | None = None) -> Self:
+        """``fd``: ``pipe.fileno()``, already non-blocking; the transport reads a duplicate.
+        ``context``: where the protocol's callbacks run (None: a copy of the current one)."""
     def _begin(self, waiter: asyncio.Future[None] | None = None) -> None: ...
     def _call_connection_lost(self, exc: BaseException | None) -> None: ...
     def close(self) -> None: ...
@@ -338,9 +349,9 @@ class WritePipeTransport:
 
     def __new__(cls, event_loop: LoopCore, wrapper: asyncio.WriteTransport, pipe: Any,
                 protocol: asyncio.BaseProtocol, fd: int, is_socket: bool,
-                watch_peer: bool) -> Self:
+                watch_peer: bool, context: contextvars.Context | None = None) -> Self:
         """``watch_peer``: the fd reports its reader closing as readability (pipes and
-        sockets, not character devices)."""
+        sockets, not character devices). ``context`` as for ``ReadPipeTransport``."""
     def _begin(self, waiter: asyncio.Future[None] | None = None) -> None: ...
     def _watch_peer(self) -> None:
         """Watch the fd for the reader closing (what ``_begin`` schedules)."""
@@ -430,6 +441,9 @@ class DatagramTransport:
 
 def _check_callback(callback: object, method: str) -> None:
     """Raise asyncio's debug-mode TypeError for a coroutine or a non-callable ``callback``."""
+
+def _run_in_context(context: contextvars.Context | None, callable: Callable[[], _T]) -> _T:
+    """``callable()`` in ``context``, unless that is current or entered further up already."""
 
 def _numeric_addrinfo(host: bytes | str | None, port: bytes | str | int | None, family: int,
                       kind: int, proto: int, flags: int) -> list[_AddrInfo] | None:

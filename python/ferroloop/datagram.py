@@ -36,8 +36,11 @@ class DatagramTransport(CoreTransport, CoreSocket, CoreReading, CoreFlowControl,
         super().__init__(extra)
         self._loop = loop
         socket_extra_info(self._extra, sock)
+        # Connected: the socket has a peer, even one without a name (a socketpair() end, whose
+        # peer's name is ''): asyncio takes that for unconnected and fails in sendto().
+        connected = self._extra['peername'] is not None
         core = _ferroloop.DatagramTransport(
-            loop, self, sock, protocol, address, bool(self._extra['peername']), users_sock,
+            loop, self, sock, protocol, address, connected, users_sock,
             send_empty=versions.DATAGRAM_SENDS_EMPTY,
             header_size=_HEADER_SIZE if versions.DATAGRAM_BUFFER_COUNTS_HEADERS else 0)
         self._attach(core, waiter)
@@ -61,10 +64,6 @@ class DatagramTransport(CoreTransport, CoreSocket, CoreReading, CoreFlowControl,
     @property
     def _address(self):
         return self._core._address
-
-    @property
-    def _sock_fd(self):
-        return self._core._fd
 
 
 class DatagramMixin:

@@ -7,6 +7,7 @@ see are these thin ``asyncio.ReadTransport``/``asyncio.WriteTransport`` subclass
 class cannot be one), with the hot methods bound straight to the core.
 """
 
+import contextvars
 import os
 import stat
 from asyncio import transports
@@ -66,14 +67,15 @@ class ReadPipeTransport(_PipeTransport, CoreReading, transports.ReadTransport):
 
     _hot_methods = ('is_reading', 'pause_reading', 'resume_reading', 'is_closing')
 
-    def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
+    def __init__(self, loop, pipe, protocol, waiter=None, extra=None, context=None):
         super().__init__(extra)
         self._extra['pipe'] = pipe
         self._loop = loop
         fileno, _ = _check_pipe(pipe, 'Pipe transport is for pipes/sockets only.',
                                 (stat.S_ISFIFO, stat.S_ISSOCK, stat.S_ISCHR))
         os.set_blocking(fileno, False)
-        self._attach(_ferroloop.ReadPipeTransport(loop, self, pipe, protocol, fileno), waiter)
+        self._attach(_ferroloop.ReadPipeTransport(loop, self, pipe, protocol, fileno, context),
+                     waiter)
 
     def _repr_polling(self, core):
         return ('polling' if core._reading else 'idle',)
@@ -89,7 +91,7 @@ class WritePipeTransport(_PipeTransport, CoreWriting, CoreFlowControl, transport
 
     _hot_methods = ('write', 'writelines', 'is_closing', 'get_write_buffer_size')
 
-    def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
+    def __init__(self, loop, pipe, protocol, waiter=None, extra=None, context=None):
         super().__init__(extra)
         self._extra['pipe'] = pipe
         self._loop = loop
@@ -102,7 +104,7 @@ class WritePipeTransport(_PipeTransport, CoreWriting, CoreFlowControl, transport
         # device gives no such sign.
         watch_peer = is_socket or stat.S_ISFIFO(mode)
         core = _ferroloop.WritePipeTransport(loop, self, pipe, protocol, fileno, is_socket,
-                                             watch_peer)
+                                             watch_peer, context)
         self._attach(core, waiter)
 
     def _repr_polling(self, core):
@@ -111,11 +113,12 @@ class WritePipeTransport(_PipeTransport, CoreWriting, CoreFlowControl, transport
 
 class PipesMixin:
 
-    def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
-        return ReadPipeTransport(self, pipe, protocol, waiter, extra)
+    # ``context``: where the protocol's callbacks run (None: a copy of the current one).
+    def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None, context=None):
+        return ReadPipeTransport(self, pipe, protocol, waiter, extra, context)
 
-    def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
-        return WritePipeTransport(self, pipe, protocol, waiter, extra)
+    def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None, context=None):
+        return WritePipeTransport(self, pipe, protocol, waiter, extra, context)
 
     async def connect_read_pipe(self, protocol_factory, pipe):
         """Wrap the read end of ``pipe`` (a pipe, socket or character device file object) in a
@@ -132,9 +135,12 @@ class PipesMixin:
                                         protocol_factory, pipe)
 
     async def _connect_pipe(self, kind, make_transport, protocol_factory, pipe):
-        protocol = protocol_factory()
+        # The protocol is made in the context its callbacks will run in: what the factory
+        # sets there, they see; the caller does not.
+        context = contextvars.copy_context()
+        protocol = context.run(protocol_factory)
         waiter = self.create_future()
-        transport = make_transport(pipe, protocol, waiter)
+        transport = make_transport(pipe, protocol, waiter, context=context)
         await until_made(transport, waiter)
         if self.get_debug():
             logger.debug('%s pipe %r connected: (%r, %r)', kind, pipe.fileno(), transport,

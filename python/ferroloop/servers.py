@@ -12,11 +12,12 @@ import itertools
 import os
 import socket
 import weakref
-from asyncio import events, exceptions, tasks, trsock
+from asyncio import events, exceptions, tasks
 from asyncio.log import logger
 
 from . import _ferroloop, versions
 from .connections import bind_error_message, check_not_ssl_socket, check_ssl_only_arguments
+from .transports import TransportSocket
 
 # asyncio.constants.ACCEPT_RETRY_DELAY: how long accepting pauses when the process is out of
 # file descriptors (or memory), instead of spinning on a listening socket that stays readable.
@@ -89,7 +90,7 @@ class Server(events.AbstractServer):
     def sockets(self):
         if self._sockets is None:
             return ()
-        return tuple(trsock.TransportSocket(s) for s in self._sockets)
+        return tuple(TransportSocket(s) for s in self._sockets)
 
     def close(self):
         """Stop listening and close the listening sockets; connections stay open."""
@@ -292,7 +293,7 @@ class ServersMixin:
                 self.call_exception_handler({
                     'message': 'socket.accept() out of system resource',
                     'exception': exc,
-                    'socket': trsock.TransportSocket(sock),
+                    'socket': TransportSocket(sock),
                 })
                 self._remove_reader(sock)
                 self.call_later(ACCEPT_RETRY_DELAY, self._resume_accepting, server, sock)

@@ -10,6 +10,7 @@ The stream transport is here, with what every transport's Python face shares (``
 and its mixins); the pipe and datagram transports are in ``pipes.py`` and ``datagram.py``.
 """
 
+import enum
 import math
 import socket
 import warnings
@@ -45,9 +46,36 @@ def set_nodelay(sock):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+class TransportSocket(trsock.TransportSocket):
+    """asyncio's socket wrapper, whose repr names the family and type (as uvloop's does):
+    since 3.11 ``str()`` of an IntEnum is its number, and asyncio's shows ``family=2``."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        parts = [f'fd={self.fileno()}', f'family={_enum_name(self.family)}',
+                 f'type={_enum_name(self.type)}', f'proto={self.proto}']
+        if self.fileno() != -1:
+            for name, get in (('laddr', self.getsockname), ('raddr', self.getpeername)):
+                try:
+                    address = get()
+                except OSError:
+                    continue
+                if address:
+                    parts.append(f'{name}={address}')
+        return f'<asyncio.TransportSocket {", ".join(parts)}>'
+
+
+def _enum_name(value):
+    """``AddressFamily.AF_INET`` for a member, the number for a value the enum lacks."""
+    if isinstance(value, enum.Enum):
+        return f'{type(value).__name__}.{value.name}'
+    return str(value)
+
+
 def socket_extra_info(info, sock):
     """Fills asyncio's extra info of a socket transport: socket, sockname, peername."""
-    info['socket'] = trsock.TransportSocket(sock)
+    info['socket'] = TransportSocket(sock)
     try:
         info['sockname'] = sock.getsockname()
     except OSError:
@@ -115,7 +143,8 @@ class CoreTransport:
 
 
 class CoreSocket:
-    """What the socket transports (stream, datagram) share of asyncio's private surface."""
+    """What the socket transports (stream, datagram) share of asyncio's private surface
+    (``_SelectorTransport``'s), read-only: libraries and tests read these."""
 
     __slots__ = ()
 
@@ -125,6 +154,23 @@ class CoreSocket:
     @property
     def _sock(self):
         return self._extra['socket']._sock if self._core._open else None
+
+    @property
+    def _sock_fd(self):
+        return self._core._fd
+
+    @property
+    def _closing(self):
+        return self._core.is_closing()
+
+    @property
+    def _paused(self):
+        # pause_reading() is in force.
+        return self._core._paused
+
+    @property
+    def _conn_lost(self):
+        return self._core._conn_lost
 
 
 class CoreReading:
@@ -243,9 +289,12 @@ class SocketTransport(CoreTransport, CoreSocket, CoreReading, CoreWriting, CoreF
         self._attach(core, waiter)
 
     @property
-    def _paused(self):
-        # asyncio's flag for pause_reading() in force (libraries and tests read it).
-        return self._core._paused
+    def _eof(self):
+        return self._core._eof
+
+    @property
+    def _server(self):
+        return self._core._server
 
     def _repr_io(self, core):
         if not core._open or self._loop.is_closed():

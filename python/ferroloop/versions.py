@@ -113,6 +113,24 @@ ASYNCIO_WAIT_WAITS_FOR_THE_PIPES = _RUNNING < (3, 13)
 # ValueError (before, the timer ran at once).
 ASYNCIO_NAN_DEADLINE_BREAKS_THE_LOOP = _since((3, 13))
 
+# Every version: a protocol callback that a call on the transport sets off runs in the caller's
+# context, not the transport's: pause_writing() in write()'s, a pipe's connection_lost() in
+# close()'s, what the TLS transport's close() still reads in close()'s; and a pipe's protocol
+# factory runs in the caller's own context. ferroloop (like uvloop) runs every protocol
+# callback, and the pipe's factory, in the transport's context.
+ASYNCIO_CALLBACKS_IN_CALLERS_CONTEXT = True
+
+# Every version: a datagram endpoint on a socketpair() end takes the unnamed peer ('') for no
+# peer, and sendto(data) fails (TypeError, to the exception handler).
+ASYNCIO_DATAGRAM_SOCKETPAIR_SENDTO_FAILS = True
+
+# 3.11 on: TransportSocket's repr shows the family and type as numbers (str() of an IntEnum).
+ASYNCIO_TRANSPORT_SOCKET_REPR_NUMBERS = _since((3, 11))
+
+# Every version: application data the TLS peer sent after our close_notify fails the shutdown
+# (SSLError 'application data after close notify', given to connection_lost).
+ASYNCIO_TLS_DATA_AFTER_CLOSE_NOTIFY_FAILS = True
+
 # ---------------------------------------------------------------------------------------------
 # Servers and transports.
 # ---------------------------------------------------------------------------------------------

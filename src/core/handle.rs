@@ -32,7 +32,7 @@ struct Callback {
 /// unclosed loop is still collected with what its callbacks reference. A handle lets go of its
 /// callback and arguments once it has run or is cancelled, and one that someone else still
 /// holds when the loop lets go of it is tracked from then on (`expose`), like any object.
-#[pyclass(subclass, frozen, module = "ferroloop", name = "Handle")]
+#[pyclass(subclass, frozen, weakref, module = "ferroloop", name = "Handle")]
 pub struct Handle {
     callback: GilCell<Option<Callback>>,
     context: HandleContext,

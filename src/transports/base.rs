@@ -76,6 +76,40 @@ impl Drop for EnteredContext<'_> {
     }
 }
 
+/// Enters `context` (a `contextvars.Context`) until the guard is dropped. If it is current
+/// already, or cannot be entered (it is entered further up the stack), or is not a Context,
+/// what follows runs where it is.
+pub fn enter_context<'py>(
+    py: Python<'py>,
+    context: Option<Bound<'py, PyAny>>,
+) -> EnteredContext<'py> {
+    let entered = context.filter(|c| {
+        // SAFETY: a live object; PyContext_Enter is only called on an exact Context and
+        // fails (exception set, taken below) if it is entered already.
+        unsafe {
+            ffi::PyContext_CheckExact(c.as_ptr()) != 0
+                && (ffi::PyContext_Enter(c.as_ptr()) == 0 || {
+                    drop(PyErr::take(py));
+                    false
+                })
+        }
+    });
+    EnteredContext { context: entered }
+}
+
+/// `_run_in_context(context, fn)`: `fn()` in `context` (see [`enter_context`]), for the
+/// Python face's paths into a protocol that start from a user's call (the TLS transport's
+/// `close()` reads what is left, and calls the protocol, from wherever it is called).
+#[pyfunction]
+#[pyo3(name = "_run_in_context")]
+pub fn run_in_context<'py>(
+    context: Option<Bound<'py, PyAny>>,
+    callable: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let _entered = enter_context(callable.py(), context.filter(|c| !c.is_none()));
+    callable.call0()
+}
+
 impl LoopFd {
     /// `fileobj_fd` is the number of the object the transport is made from; `duplicate` says
     /// whether the user keeps that object (see above).
@@ -117,24 +151,25 @@ impl LoopFd {
     /// while it runs protocol code). If that context is current already, or cannot be
     /// entered (it is entered further up the stack), the callback runs where it is.
     pub fn enter_context<'py>(&self, py: Python<'py>) -> EnteredContext<'py> {
-        let context = self.context.borrow(py).as_ref().map(|c| c.bind(py).clone());
-        let entered = context.filter(|c| {
-            // SAFETY: a live object; PyContext_Enter is only called on an exact Context and
-            // fails (exception set, taken below) if it is entered already.
-            unsafe {
-                ffi::PyContext_CheckExact(c.as_ptr()) != 0
-                    && (ffi::PyContext_Enter(c.as_ptr()) == 0 || {
-                        drop(PyErr::take(py));
-                        false
-                    })
-            }
-        });
-        EnteredContext { context: entered }
+        enter_context(
+            py,
+            self.context.borrow(py).as_ref().map(|c| c.bind(py).clone()),
+        )
     }
 
     /// The transport's context (for `context=` of what it schedules).
     pub fn context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.context.borrow(py).as_ref().map(|c| c.clone_ref(py))
+    }
+
+    /// Makes `context` the one the protocol's callbacks run in from now on: `start_tls` hands
+    /// the connection to a new protocol, whose callbacks run where `start_tls` was called.
+    pub fn set_context(&self, py: Python<'_>, context: &Bound<'_, PyAny>) {
+        let old = self
+            .context
+            .borrow_mut(py)
+            .replace(context.clone().unbind());
+        drop(old);
     }
 
     /// Drops the context (`__clear__`: it may hold the transport in a variable).
@@ -738,6 +773,8 @@ fn call_protocol_flow_control<T: NativeTransport>(
 ) -> PyResult<()> {
     let py = slf.py();
     let this = slf.get();
+    // Paused from a write() in whatever context that runs: the protocol hears it in its own.
+    let _context = this.io().enter_context(py);
     match this.protocol_obj(py) {
         Some(protocol) => call_flow_control(
             this.io().loop_ref(py),

@@ -184,19 +184,23 @@ impl ReadPipeTransport {
 
 #[pymethods]
 impl ReadPipeTransport {
-    /// `ReadPipeTransport(loop, wrapper, pipe, protocol, fd)`: `fd` is `pipe.fileno()`,
-    /// already checked and made non-blocking. The transport reads a duplicate of it, so the
-    /// caller closing `pipe` cannot redirect it (see `LoopFd`). The wrapper calls `_begin`.
+    /// `ReadPipeTransport(loop, wrapper, pipe, protocol, fd, context)`: `fd` is
+    /// `pipe.fileno()`, already checked and made non-blocking. The transport reads a duplicate
+    /// of it, so the caller closing `pipe` cannot redirect it (see `LoopFd`). `context`: where
+    /// the protocol's callbacks run (None: a copy of the current context). The wrapper calls
+    /// `_begin`.
     #[new]
+    #[pyo3(signature = (event_loop, wrapper, pipe, protocol, fd, context=None))]
     fn new(
         event_loop: &Bound<'_, LoopCore>,
         wrapper: &Bound<'_, PyAny>,
         pipe: &Bound<'_, PyAny>,
         protocol: &Bound<'_, PyAny>,
         fd: RawFd,
+        context: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         Ok(ReadPipeTransport {
-            io: LoopFd::new(event_loop, fd, true, None)?,
+            io: LoopFd::new(event_loop, fd, true, context)?,
             state: GilCell::new(ReadState {
                 wrapper: Some(wrapper.clone().unbind()),
                 pipe: Some(pipe.clone().unbind()),
@@ -517,11 +521,14 @@ impl WritePipeTransport {
 
 #[pymethods]
 impl WritePipeTransport {
-    /// `WritePipeTransport(loop, wrapper, pipe, protocol, fd, is_socket, watch_peer)`: `fd`
-    /// is `pipe.fileno()`, already checked and made non-blocking (the transport writes a
-    /// duplicate of it, see `LoopFd`); `watch_peer` says whether the fd reports its peer
-    /// closing as readability (pipes and sockets).
+    /// `WritePipeTransport(loop, wrapper, pipe, protocol, fd, is_socket, watch_peer,
+    /// context)`: `fd` is `pipe.fileno()`, already checked and made non-blocking (the
+    /// transport writes a duplicate of it, see `LoopFd`); `watch_peer` says whether the fd
+    /// reports its peer closing as readability (pipes and sockets); `context` as for
+    /// `ReadPipeTransport`.
     #[new]
+    #[pyo3(signature = (event_loop, wrapper, pipe, protocol, fd, is_socket, watch_peer, context=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         event_loop: &Bound<'_, LoopCore>,
         wrapper: &Bound<'_, PyAny>,
@@ -530,9 +537,10 @@ impl WritePipeTransport {
         fd: RawFd,
         is_socket: bool,
         watch_peer: bool,
+        context: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         Ok(WritePipeTransport {
-            io: LoopFd::new(event_loop, fd, true, None)?,
+            io: LoopFd::new(event_loop, fd, true, context)?,
             is_socket,
             watch_peer,
             state: GilCell::new(WriteState {

@@ -745,6 +745,11 @@ impl StreamTransport {
         self.set_protocol_inner(py, protocol)
     }
 
+    /// The context the protocol's callbacks run in from now on (see `LoopFd::set_context`).
+    fn _set_context(&self, py: Python<'_>, context: &Bound<'_, PyAny>) {
+        self.io.set_context(py, context);
+    }
+
     /// sendfile support: a future completed once the write buffer is empty.
     fn _make_empty_waiter(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         if self.state.borrow(py).empty_waiter.is_some() {
@@ -773,6 +778,22 @@ impl StreamTransport {
     #[getter]
     fn _loop(&self, py: Python<'_>) -> Py<LoopCore> {
         self.io.loop_obj(py)
+    }
+
+    /// Whether write_eof() was called.
+    #[getter]
+    fn _eof(&self, py: Python<'_>) -> bool {
+        self.state.borrow(py).eof
+    }
+
+    /// The server that accepted the connection, until the connection is lost.
+    #[getter]
+    fn _server(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.state
+            .borrow(py)
+            .server
+            .as_ref()
+            .map(|s| s.clone_ref(py))
     }
 
     /// Closes the socket without telling the protocol (the wrapper's `__del__`, after its
