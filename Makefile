@@ -10,7 +10,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test fuzz compat-all compat-baseline build venv pythons test-versions wheels lint bench clean
+.PHONY: demo test test-libraries fuzz compat-all compat-baseline build venv pythons test-versions wheels lint bench clean
 
 demo: build
 	$(PY) examples/echo_demo.py
@@ -19,6 +19,13 @@ test: build
 	cargo test --quiet
 	$(PY) -m pytest -q
 	$(PY) scripts/compat_check.py
+
+# The own test suites of anyio and uvicorn (pinned sdists from PyPI, each in its venv under
+# .library-suites/), each run on asyncio's loop and on ferroloop: fails when a test passing on
+# asyncio's fails on ferroloop and tests/libraries/known_differences/ does not list it. About
+# 5 minutes (scripts/library_suites.py; `-- PYTEST ARGS` there to run a part).
+test-libraries: build
+	$(PY) scripts/library_suites.py
 
 # CPython's asyncio suite beyond `make test`: both sets on ferroloop (set b tests asyncio's own
 # internals and is only reported), and both on asyncio's loop, which must pass all of set (a).
@@ -87,4 +94,4 @@ $(VENV)/.lint-ready: lint-requirements.txt $(VENV)/.ready
 	touch $@
 
 clean:
-	rm -rf $(VENV) $(VENV)-3.* target dist
+	rm -rf $(VENV) $(VENV)-3.* target dist .library-suites
