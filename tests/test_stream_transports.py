@@ -835,3 +835,84 @@ def test_closing_the_loop_with_live_connections_releases_their_fds(loop_factory)
     listener.close()
     assert any('unclosed transport' in str(w.message) for w in caught)
     assert open_fds() <= baseline
+
+
+# Writes made while the loop runs callbacks (ferroloop sends small ones together at the end
+# of the iteration): what the peer gets, in what order, and what the transport reports.
+
+async def _connected_pair(loop):
+    a, b = socket.socketpair()
+    transport, _ = await loop.create_connection(asyncio.Protocol, sock=a)
+    b.setblocking(False)
+    return transport, b
+
+
+async def _read_to_eof(loop, sock):
+    chunks = []
+    while chunk := await loop.sock_recv(sock, 1 << 20):
+        chunks.append(chunk)
+    return b''.join(chunks)
+
+
+@pytest.mark.parametrize('ending', ['close', 'write_eof'])
+def test_writes_of_one_callback_reach_the_peer_in_order_before_the_end(loop, ending):
+    pieces = [b'head', b'x' * 100, b'y' * 20_000, b'tail', b'z' * 70_000, b'!']
+
+    async def main():
+        transport, peer = await _connected_pair(loop)
+        for piece in pieces:
+            transport.write(piece)
+        getattr(transport, ending)()
+        received = await _read_to_eof(loop, peer)
+        transport.close()
+        peer.close()
+        return received
+
+    assert run(loop, main()) == b''.join(pieces)
+
+
+def test_a_small_write_on_an_idle_connection_leaves_nothing_buffered(loop):
+    async def main():
+        transport, peer = await _connected_pair(loop)
+        transport.write(b'request')
+        size = transport.get_write_buffer_size()
+        await asyncio.sleep(0)
+        data = await loop.sock_recv(peer, 100)
+        transport.close()
+        peer.close()
+        return size, data
+
+    assert run(loop, main()) == (0, b'request')
+
+
+def test_abort_right_after_writes_drops_them_and_loses_the_connection(loop):
+    async def main():
+        lost = loop.create_future()
+
+        class Writer(asyncio.Protocol):
+            def connection_lost(self, exc):
+                lost.set_result(exc)
+
+        a, peer = socket.socketpair()
+        transport, _ = await loop.create_connection(Writer, sock=a)
+        transport.write(b'never flushed')
+        transport.abort()
+        exc = await lost
+        assert transport.get_write_buffer_size() == 0
+        peer.close()
+        return exc
+
+    assert run(loop, main()) is None
+
+
+def test_a_transport_writing_while_the_loop_is_not_running_sends_at_once(loop):
+    transport, peer = loop.run_until_complete(_connected_pair(loop))
+    transport.write(b'outside the loop')
+    peer.setblocking(True)
+    peer.settimeout(10)
+    try:
+        assert peer.recv(100) == b'outside the loop'
+    finally:
+        transport.close()
+        loop.run_until_complete(asyncio.sleep(0))
+        peer.close()
