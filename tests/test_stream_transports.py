@@ -223,9 +223,10 @@ def test_pause_and_resume_writing_run_in_the_connections_context(request, loop_n
         await protocol.lost
         peers[0].close()
         server.close()
-        # (connection_made runs in a copy of the connection's context: what it sees, so
-        # does pause_writing.)
-        assert protocol.trail[2:] == [('pause_writing', protocol.trail[1][1]),
+        # connection_made runs in a copy of the connection's context (what it sees, so does
+        # pause_writing), or from 3.15 on, as asyncio's does, in that context itself.
+        made = 'made' if versions.CONNECTION_MADE_IN_CONNECTION_CONTEXT else protocol.trail[1][1]
+        assert protocol.trail[2:] == [('pause_writing', made),
                                       ('resume_writing', 'pause_writing'),
                                       ('connection_lost', 'resume_writing')]
 

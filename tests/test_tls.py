@@ -129,7 +129,10 @@ async def start_tls_from_another_context(loop, proto):
 
 
 @pytest.mark.parametrize('protocol', [ContextTrail, BufferedContextTrail])
-def test_start_tls_protocol_runs_in_the_context_start_tls_was_called_in(loop, protocol):
+def test_start_tls_protocol_runs_in_the_context_start_tls_was_called_in(request, loop_name, loop,
+                                                                     protocol):
+    expect_asyncio_bug(request, loop_name, 'ASYNCIO_START_TLS_KEEPS_THE_CONNECTIONS_CONTEXT')
+
     async def main():
         trail_var.set('start_tls')
         proto = protocol(loop)

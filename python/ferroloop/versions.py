@@ -120,6 +120,11 @@ ASYNCIO_NAN_DEADLINE_BREAKS_THE_LOOP = _since((3, 13))
 # callback, and the pipe's factory, in the transport's context.
 ASYNCIO_CALLBACKS_IN_CALLERS_CONTEXT = True
 
+# 3.15 on: the protocol start_tls() hands over runs in the plaintext connection's context (its
+# SSL layer became the connection's protocol), as on uvloop, not in the context start_tls()
+# was called in, where ferroloop runs it on every version.
+ASYNCIO_START_TLS_KEEPS_THE_CONNECTIONS_CONTEXT = _since((3, 15))
+
 # Every version: a datagram endpoint on a socketpair() end takes the unnamed peer ('') for no
 # peer, and sendto(data) fails (TypeError, to the exception handler).
 ASYNCIO_DATAGRAM_SOCKETPAIR_SENDTO_FAILS = True
