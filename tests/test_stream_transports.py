@@ -698,10 +698,32 @@ def test_no_all_errors_before_3_12(loop):
     run(loop, main())
 
 
-@pytest.mark.skipif(not versions.HAPPY_EYEBALLS_ERRORS_WITHOUT_CYCLE,
-                    reason="asyncio's staggered_race, which both loops use, has the cycle "
-                           'before 3.13.1')
-def test_failed_happy_eyeballs_leaves_no_reference_cycle(loop):
+def test_happy_eyeballs_starts_the_next_address_as_soon_as_one_fails(loop):
+    # The first address refuses at once: the second is tried then, not after the delay.
+    async def main():
+        server, addr = await echo_server(loop)
+        refused = ('127.0.0.1', free_port())
+
+        async def two_addresses(host, port, **kwargs):
+            return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, '', refused),
+                    (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, '', addr)]
+
+        loop.getaddrinfo = two_addresses
+        transport, protocol = await asyncio.wait_for(
+            loop.create_connection(lambda: Recorder(loop), 'two.example', addr[1],
+                                   happy_eyeballs_delay=3600),
+            timeout=10)
+        assert transport.get_extra_info('peername') == addr
+        transport.close()
+        await protocol.lost
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+
+
+def test_failed_happy_eyeballs_leaves_no_reference_cycle(request, loop_name, loop):
+    expect_asyncio_bug(request, loop_name, 'ASYNCIO_HAPPY_EYEBALLS_ERRORS_IN_A_CYCLE')
     # Only the frames that caught it may reference the error: a list, a future or a
     # handle argument holding it too would be a cycle through its traceback.
     async def main():

@@ -5,12 +5,12 @@ Argument checking and connecting happen here, once per connection; the connectio
 a native transport (``transports.SocketTransport``).
 """
 
+import asyncio
 import collections
 import contextvars
 import itertools
 import os
 import socket
-from asyncio import staggered
 from asyncio.log import logger
 
 from . import versions
@@ -60,7 +60,7 @@ def interleave_addrinfos(addrinfos, first_address_family_count=1):
 def single_error(errors):
     """The one exception to raise for several failed connection attempts."""
     if not errors:
-        # Every attempt was cancelled (staggered_race gave up) before failing.
+        # Every attempt was cancelled before failing.
         return TimeoutError('create_connection failed')
     if len(errors) == 1 or all(str(e) == str(errors[0]) for e in errors):
         return errors[0]
@@ -215,6 +215,48 @@ class ConnectionsMixin:
             # that only the garbage collector would free, with the sockets' frames).
             errors = mine = None
 
+    async def _happy_eyeballs(self, attempts, delay):
+        """RFC 8305's race: each attempt starts ``delay`` seconds after the one before, or
+        as soon as it fails; the first connected socket wins and the others are cancelled
+        (or closed, if they connected meanwhile). None when every attempt failed.
+
+        asyncio's staggered_race (before 3.13.1) keeps every failed attempt's exception in
+        a list its own frames reference: a cycle through each traceback, freed only by the
+        garbage collector. Here a failed attempt leaves nothing behind but the error its
+        `_connect_sock` recorded."""
+        running = set()
+        attempts = iter(attempts)
+        started = True
+        winner = None
+        try:
+            while winner is None:
+                start = next(attempts, None) if started else None
+                if start is not None:
+                    running.add(self.create_task(start()))
+                else:
+                    started = False
+                if not running:
+                    return None
+                done, _ = await asyncio.wait(running, timeout=delay if started else None,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    running.discard(task)
+                    if not task.cancelled() and task.exception() is None and winner is None:
+                        winner = task.result()
+                    elif not task.cancelled() and task.exception() is None:
+                        task.result().close()
+                done = None
+            return winner
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.wait(running)
+            for task in running:
+                if not task.cancelled() and task.exception() is None:
+                    task.result().close()
+            running = None
+
     async def create_connection(
             self, protocol_factory, host=None, port=None, *, ssl=None, family=0, proto=0,
             flags=0, sock=None, local_addr=None, server_hostname=None,
@@ -266,13 +308,11 @@ class ConnectionsMixin:
                 # Each attempt reaches `errors` through this frame's cell, which is cleared
                 # below; a functools.partial would hold the list itself, and the frames of
                 # the failed attempts (in their exceptions' tracebacks) hold their partial:
-                # a reference cycle through every exception. For the same reason only the
-                # socket is kept of what staggered_race returns (it also returns the
-                # exceptions).
-                sock = (await staggered.staggered_race(
+                # a reference cycle through every exception.
+                sock = await self._happy_eyeballs(
                     (lambda info=info: self._connect_sock(errors, info, local_infos)
                      for info in infos),
-                    happy_eyeballs_delay, loop=self))[0]
+                    happy_eyeballs_delay)
             if sock is None:
                 flat = [exc for attempt in errors for exc in attempt]
                 try:

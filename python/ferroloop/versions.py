@@ -177,8 +177,8 @@ ASYNCIO_SENDFILE_CANCEL_LEAVES_THE_POSITION = True
 ASYNCIO_SENDFILE_SEEK_ERROR_HIDES_NOT_AVAILABLE = SENDFILE_ALWAYS_SEEKS
 
 # Reference cycles through a connection's errors that asyncio fixed. ferroloop's own code has
-# none on any version, but it runs asyncio's staggered_race (happy eyeballs) and TLS protocol,
-# which keep theirs until these releases.
-HAPPY_EYEBALLS_ERRORS_WITHOUT_CYCLE = _since((3, 13, 1))  # gh-124858
+# none on any version (its happy-eyeballs race is its own), but it runs asyncio's TLS protocol,
+# which keeps its cycle until the releases below.
+ASYNCIO_HAPPY_EYEBALLS_ERRORS_IN_A_CYCLE = not _since((3, 13, 1))  # gh-124858: staggered_race
 START_TLS_FAILURE_WITHOUT_CYCLE = _since((3, 14, 9), (3, 15, 1))  # gh-159049
 
