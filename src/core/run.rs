@@ -337,7 +337,7 @@ impl LoopCore {
         let py = slf.py();
         let mut first_error = None;
         loop {
-            let batch = std::mem::take(&mut slf.get().state.borrow_mut(py).at_iteration_end);
+            let mut batch = std::mem::take(&mut slf.get().state.borrow_mut(py).at_iteration_end);
             if batch.is_empty() {
                 return first_error.map_or(Ok(()), Err);
             }
@@ -345,6 +345,12 @@ impl LoopCore {
                 if let RunOutcome::Propagate(err) = run_native(slf, watcher) {
                     first_error.get_or_insert(err);
                 }
+            }
+            // The list goes back, emptied, for its capacity: no allocation per iteration.
+            batch.clear();
+            let mut st = slf.get().state.borrow_mut(py);
+            if st.at_iteration_end.is_empty() {
+                st.at_iteration_end = batch;
             }
         }
     }
