@@ -202,22 +202,37 @@ def test_sock_sendfile_peer_hanging_up_mid_transfer(loop, run_async, data_file):
     assert 1024 <= data_file.tell() < len(DATA)
 
 
+async def cancel_a_stalled_transfer(loop, receiver, transfer):
+    """Start ``transfer`` (a coroutine) while the receiver does not read, so that it stalls
+    once the buffers are full, and cancel it mid-way."""
+    while receiver.transport is None:
+        await asyncio.sleep(0)
+    receiver.transport.pause_reading()
+    task = loop.create_task(transfer)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert not task.done()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def check_cut_stream(received, position):
+    """The stream: a prefix of the file, as far as the file position says, then b'TAIL'."""
+    assert received.endswith(b'TAIL')
+    sent = len(received) - 4
+    assert 0 < sent < len(DATA)
+    assert received[:sent] == DATA[:sent]
+    assert position == sent
+
+
 def test_sock_sendfile_can_be_cancelled(request, loop_name, loop, run_async, data_file):
     expect_asyncio_bug(request, loop_name, 'ASYNCIO_SENDFILE_CANCEL_LEAVES_THE_POSITION')
 
     async def main():
         server, receiver, address = await serve(loop, small_window=True)
         sock = await connected_socket(loop, address)
-        while receiver.transport is None:
-            await asyncio.sleep(0)
-        receiver.transport.pause_reading()  # the transfer stalls once the buffers are full
-        task = loop.create_task(loop.sock_sendfile(sock, data_file))
-        for _ in range(10):
-            await asyncio.sleep(0)
-        assert not task.done()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await cancel_a_stalled_transfer(loop, receiver, loop.sock_sendfile(sock, data_file))
         # The socket is free for other operations: the rest of the stream follows what
         # sendfile had sent.
         receiver.transport.resume_reading()
@@ -225,12 +240,8 @@ def test_sock_sendfile_can_be_cancelled(request, loop_name, loop, run_async, dat
         return await end_transfer(sock, receiver, server)
 
     received = run_async(main())
-    assert received.endswith(b'TAIL')
-    sent = len(received) - 4
-    assert 0 < sent < len(DATA)
-    assert received[:sent] == DATA[:sent]
     # The file position says how far it got, cancelled or not.
-    assert data_file.tell() == sent
+    check_cut_stream(received, data_file.tell())
 
 
 def test_sock_sendfile_over_a_unix_socket(loop, run_async, data_file):
@@ -322,16 +333,7 @@ def test_sendfile_can_be_cancelled(request, loop_name, loop, run_async, data_fil
     async def main():
         server, receiver, address = await serve(loop, small_window=True)
         transport = await client_transport(loop, address)
-        while receiver.transport is None:
-            await asyncio.sleep(0)
-        receiver.transport.pause_reading()  # the transfer stalls once the buffers are full
-        task = loop.create_task(loop.sendfile(transport, data_file))
-        for _ in range(10):
-            await asyncio.sleep(0)
-        assert not task.done()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await cancel_a_stalled_transfer(loop, receiver, loop.sendfile(transport, data_file))
         position = data_file.tell()
         # The transport is usable again, reading resumed: what follows comes after the part
         # of the file sent.
@@ -341,11 +343,7 @@ def test_sendfile_can_be_cancelled(request, loop_name, loop, run_async, data_fil
         return position, await end_transfer(transport, receiver, server)
 
     position, received = run_async(main())
-    assert received.endswith(b'TAIL')
-    sent = len(received) - 4
-    assert 0 < sent < len(DATA)
-    assert received[:sent] == DATA[:sent]
-    assert position == sent
+    check_cut_stream(received, position)
 
 
 def test_sendfile_partial(loop, run_async, data_file):

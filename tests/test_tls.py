@@ -15,6 +15,18 @@ from ferroloop import versions
 test_utils = pytest.importorskip('test.test_asyncio.utils')
 
 
+def finish_handshake(sock, tls, incoming, outgoing):
+    """Drive a memory-BIO TLS handshake over the blocking ``sock`` to its end."""
+    while True:
+        try:
+            tls.do_handshake()
+            return
+        except ssl.SSLWantReadError:
+            if outgoing.pending:
+                sock.sendall(outgoing.read())
+            incoming.write(sock.recv(65536))
+
+
 def tls_client_sending_its_hello_with(addr, line):
     """A blocking TLS client (run in a thread): sends ``line`` and its TLS hello in one
     segment, completes the handshake, sends b'ping\\n' over TLS; returns what it reads back."""
@@ -26,14 +38,7 @@ def tls_client_sending_its_hello_with(addr, line):
         except ssl.SSLWantReadError:
             pass
         sock.sendall(line + outgoing.read())
-        while True:
-            try:
-                tls.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                if outgoing.pending:
-                    sock.sendall(outgoing.read())
-                incoming.write(sock.recv(65536))
+        finish_handshake(sock, tls, incoming, outgoing)
         tls.write(b'ping\n')
         sock.sendall(outgoing.read())
         while True:
@@ -192,14 +197,7 @@ def tls_server_writing_after_the_clients_close_notify(listener):
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         tls = test_utils.simple_server_sslcontext().wrap_bio(incoming, outgoing,
                                                              server_side=True)
-        while True:
-            try:
-                tls.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                if outgoing.pending:
-                    conn.sendall(outgoing.read())
-                incoming.write(conn.recv(65536))
+        finish_handshake(conn, tls, incoming, outgoing)
         tls.write(b'hello')  # the client closes once it has this
         conn.sendall(outgoing.read())
         incoming.write(conn.recv(65536))  # the client's close_notify, not read yet

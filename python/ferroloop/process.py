@@ -91,18 +91,9 @@ class SubprocessTransport(transports.SubprocessTransport):
             info.append(f'returncode={self._returncode}')
         else:
             info.append('running')
-        stdin = self._pipes.get(0)
-        if stdin is not None:
-            info.append(f'stdin={stdin.pipe}')
-        stdout = self._pipes.get(1)
-        stderr = self._pipes.get(2)
-        if stdout is not None and stderr is stdout:
-            info.append(f'stdout=stderr={stdout.pipe}')
-        else:
-            if stdout is not None:
-                info.append(f'stdout={stdout.pipe}')
-            if stderr is not None:
-                info.append(f'stderr={stderr.pipe}')
+        stdin, stdout, stderr = (self._pipes.get(fd) for fd in (0, 1, 2))
+        info.extend(_describe_stdio(stdin, stdout, stderr, stdout is not None and stderr is stdout,
+                                    lambda proto: proto.pipe))
         return '<{}>'.format(' '.join(info))
 
     def set_protocol(self, protocol):
@@ -259,6 +250,22 @@ class SubprocessTransport(transports.SubprocessTransport):
             self._protocol = None
 
 
+def _describe_stdio(stdin, stdout, stderr, stderr_is_stdout, describe):
+    """asyncio's ``stdin=... stdout=stderr=...`` words for a subprocess's standard streams,
+    each present one shown by ``describe``."""
+    words = []
+    if stdin is not None:
+        words.append(f'stdin={describe(stdin)}')
+    if stderr_is_stdout:
+        words.append(f'stdout=stderr={describe(stdout)}')
+    else:
+        if stdout is not None:
+            words.append(f'stdout={describe(stdout)}')
+        if stderr is not None:
+            words.append(f'stderr={describe(stderr)}')
+    return words
+
+
 def _describe_pipe(fd):
     if fd == subprocess.PIPE:
         return '<pipe>'
@@ -348,15 +355,9 @@ class SubprocessMixin:
         debug = self.get_debug()
         if debug:
             parts = [description]
-            if stdin is not None:
-                parts.append(f'stdin={_describe_pipe(stdin)}')
-            if stdout is not None and stderr == subprocess.STDOUT:
-                parts.append(f'stdout=stderr={_describe_pipe(stdout)}')
-            else:
-                if stdout is not None:
-                    parts.append(f'stdout={_describe_pipe(stdout)}')
-                if stderr is not None:
-                    parts.append(f'stderr={_describe_pipe(stderr)}')
+            parts.extend(_describe_stdio(stdin, stdout, stderr,
+                                         stdout is not None and stderr == subprocess.STDOUT,
+                                         _describe_pipe))
             logger.debug(' '.join(parts))
         transport = await self._make_subprocess_transport(protocol, args, shell, stdin, stdout,
                                                           stderr, bufsize, context=context,
