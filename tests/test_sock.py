@@ -8,6 +8,7 @@ import ssl
 import struct
 
 import pytest
+from conftest import expect_asyncio_bug
 
 
 def nonblocking(sock):
@@ -567,3 +568,84 @@ def test_closed_socket_is_ebadf(loop, run_async, method, tmp_path):
     with pytest.raises(OSError) as info:
         run_async(main())
     assert info.value.errno == errno.EBADF
+
+
+def close_ends_it_within(loop_name):
+    """How long a test waits for an operation to end once its socket is closed: long enough for
+    any loaded machine on ferroloop, which ends it within milliseconds; half a second on
+    asyncio's loop, known to wait forever there."""
+    return 5 if loop_name == 'ferroloop' else 0.5
+
+
+def pending_connect(sockets):
+    """A socket whose connection attempt stays pending: the listener's backlog is full and it
+    never accepts, so the kernel leaves the SYN unanswered."""
+    listener = sockets(socket.socket())
+    listener.bind(('127.0.0.1', 0))
+    listener.listen(0)
+    address = listener.getsockname()
+    while True:
+        filler = sockets(nonblocking(socket.socket()))
+        if filler.connect_ex(address) == errno.EINPROGRESS:
+            # The backlog is full now: this one waits, and so will the next.
+            return nonblocking(socket.socket()), address
+
+
+@pytest.mark.parametrize('method', ['sock_recv', 'sock_recv_into', 'sock_recvfrom', 'sock_accept',
+                                    'sock_sendall', 'sock_connect'])
+def test_closing_the_socket_ends_the_operation_waiting_on_it(
+        request, loop, loop_name, run_async, sockets, method):
+    """A task closes a socket another task's operation waits on: the operation fails with the
+    closed socket's EBADF, as the same call on the closed socket would, instead of waiting
+    for an event the closed fd can no longer produce."""
+    expect_asyncio_bug(request, loop_name, 'ASYNCIO_SOCK_OPERATION_OUTLIVES_ITS_CLOSED_SOCKET')
+
+    async def main():
+        if method == 'sock_connect':
+            sock, address = pending_connect(sockets)
+            waiting = loop.create_task(loop.sock_connect(sock, address))
+        elif method == 'sock_accept':
+            sock = nonblocking(socket.socket())
+            sock.bind(('127.0.0.1', 0))
+            sock.listen()
+            waiting = loop.create_task(loop.sock_accept(sock))
+        else:
+            sock, peer = map(nonblocking, socket.socketpair())
+            sockets(peer)
+            if method == 'sock_sendall':
+                waiting = loop.create_task(loop.sock_sendall(sock, bytes(16 * 1024 * 1024)))
+            elif method == 'sock_recv_into':
+                waiting = loop.create_task(loop.sock_recv_into(sock, bytearray(4)))
+            else:
+                waiting = loop.create_task(getattr(loop, method)(sock, 4))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert not waiting.done()
+        sock.close()
+        done, _ = await asyncio.wait([waiting], timeout=close_ends_it_within(loop_name))
+        if not done:
+            waiting.cancel()
+            pytest.fail(f'{method} still waits on its closed socket')
+        return waiting.exception()
+
+    error = run_async(main())
+    assert isinstance(error, OSError) and error.errno == errno.EBADF
+
+
+def test_closing_another_socket_leaves_the_operation_waiting(loop, loop_name, run_async, sockets):
+    """Only the closed socket's operation ends: one on a socket still open keeps waiting and
+    gets its data."""
+    async def main():
+        open_sock, open_peer = (sockets(nonblocking(s)) for s in socket.socketpair())
+        closed_sock, closed_peer = (sockets(nonblocking(s)) for s in socket.socketpair())
+        kept = loop.create_task(loop.sock_recv(open_sock, 4))
+        ended = loop.create_task(loop.sock_recv(closed_sock, 4))
+        await asyncio.sleep(0)
+        closed_sock.close()
+        await asyncio.wait([ended], timeout=close_ends_it_within(loop_name))
+        assert not kept.done()
+        open_peer.send(b'data')
+        ended.cancel()
+        return await asyncio.wait_for(kept, 5)
+
+    assert run_async(main()) == b'data'

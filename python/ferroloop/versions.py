@@ -136,6 +136,10 @@ ASYNCIO_TRANSPORT_SOCKET_REPR_NUMBERS = _since((3, 11))
 # (SSLError 'application data after close notify', given to connection_lost).
 ASYNCIO_TLS_DATA_AFTER_CLOSE_NOTIFY_FAILS = True
 
+# Every version: a sock_* operation waiting on a socket that is then closed waits forever
+# (closing the fd takes it out of the selector without an event; uvloop 0.23 hangs too).
+ASYNCIO_SOCK_OPERATION_OUTLIVES_ITS_CLOSED_SOCKET = True
+
 # ---------------------------------------------------------------------------------------------
 # Servers and transports.
 # ---------------------------------------------------------------------------------------------

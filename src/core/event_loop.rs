@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyFloat};
 use pyo3::{PyTraverseError, PyVisit};
 
+use super::closed_sockets::Sweep;
 use super::completions::Completions;
 use super::gil_cell::{GilCell, GilFlag};
 use super::handle::Handle;
@@ -78,6 +79,8 @@ pub struct LoopCore {
     pub(crate) metrics: GilCell<Metrics>,
     /// Work done on other threads for this loop (name lookups), waiting to be delivered.
     pub(crate) completions: Arc<Completions>,
+    /// When to look for sockets closed under the loop's own operations.
+    pub(crate) sweep: GilFlag<Sweep>,
 }
 
 /// The loop's clock: `CLOCK_MONOTONIC`, the clock of `time.monotonic()`, so deadlines computed
@@ -277,6 +280,7 @@ impl LoopCore {
             timing: GilFlag::new(false),
             metrics: GilCell::new(Metrics::default()),
             completions: Arc::new(Completions::default()),
+            sweep: GilFlag::new(Sweep::default()),
         })
     }
 

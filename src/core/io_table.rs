@@ -100,6 +100,19 @@ pub struct Registration {
     pub run_when_stale: bool,
 }
 
+impl Registration {
+    /// The loop's own operation on an object's fd: it must end once that object is closed,
+    /// which the loop finds out only by looking (see `closed_sockets.rs`).
+    fn is_swept(&self) -> bool {
+        self.run_when_stale && self.origin.is_some()
+    }
+}
+
+/// 1 if the slot holds a swept registration.
+fn swept_in(slot: &Option<Registration>) -> usize {
+    usize::from(slot.as_ref().is_some_and(Registration::is_swept))
+}
+
 /// The transport that owns an fd, and the object (its socket) the number belongs to.
 pub struct Owner {
     pub transport: Py<PyAny>,
@@ -289,6 +302,8 @@ pub struct IoTable {
     registered_fds: usize,
     /// The generation the next new entry gets.
     next_generation: u32,
+    /// How many registrations are the loop's own operations on an object's fd.
+    swept: usize,
 }
 
 /// What evicting the stale registrations of an fd took out, for the caller to finish once its
@@ -308,6 +323,28 @@ impl IoTable {
     /// How many fds epoll watches for this loop.
     pub fn registered_count(&self) -> usize {
         self.registered_fds
+    }
+
+    /// Whether any registration is the loop's own operation on an object's fd.
+    pub fn has_swept(&self) -> bool {
+        self.swept > 0
+    }
+
+    /// The fd and object of every registration that is the loop's own operation on an
+    /// object's fd, to be checked for an object closed under it.
+    pub fn swept_origins(&self, py: Python<'_>) -> Vec<(RawFd, Py<PyAny>)> {
+        if self.swept == 0 {
+            return Vec::new();
+        }
+        let mut origins = Vec::new();
+        for (fd, entry) in self.entries.iter() {
+            for registration in [&entry.reader, &entry.writer].into_iter().flatten() {
+                if let (true, Some(origin)) = (registration.is_swept(), &registration.origin) {
+                    origins.push((fd, origin.clone_ref(py)));
+                }
+            }
+        }
+        origins
     }
 
     pub fn owner(&self, fd: RawFd) -> Option<&Owner> {
@@ -373,6 +410,11 @@ impl IoTable {
         if evicted.registrations.is_empty() && evicted.owner.is_none() {
             return evicted;
         }
+        self.swept -= evicted
+            .registrations
+            .iter()
+            .filter(|r| r.is_swept())
+            .count();
         // Whatever epoll holds under this number belongs to the old file, or is ours to make
         // again: drop it, and register what remains under the new generation.
         if !entry.registered.is_empty() {
@@ -403,12 +445,14 @@ impl IoTable {
             Ok(entry) => entry,
             Err(err) => return Err((err, registration)),
         };
+        let added = usize::from(registration.is_swept());
         let previous = entry.slot(direction).replace(registration);
         if let Err(err) = sync_interest(poller, fd, entry, &mut self.registered_fds) {
             let failed = std::mem::replace(entry.slot(direction), previous);
             self.entries.forget_if_unused(fd);
             return Err((err, failed.expect("the watcher just installed")));
         }
+        self.swept = self.swept + added - swept_in(&previous);
         Ok(previous)
     }
 
@@ -421,6 +465,7 @@ impl IoTable {
     ) -> Option<Registration> {
         let entry = self.entries.get_mut(fd)?;
         let removed = entry.slot(direction).take();
+        self.swept -= swept_in(&removed);
         if removed.is_some() {
             // Removal cannot fail in a way the caller could act on (see update_interest).
             let _ = sync_interest(poller, fd, entry, &mut self.registered_fds);
@@ -539,6 +584,7 @@ impl IoTable {
             ..Entries::default()
         };
         self.registered_fds = 0;
+        self.swept = 0;
         (registrations, owners)
     }
 

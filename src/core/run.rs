@@ -364,13 +364,20 @@ impl LoopCore {
         py.check_signals()?;
         this.iterations.set(py, this.iterations.get(py) + 1);
         this.drop_cancelled_timers(py);
-        let timeout = this.poll_timeout(py);
+        let next_sweep = this.sweep_closed_sockets(py)?;
+        let mut timeout = this.poll_timeout(py);
+        if let Some(sweep) = next_sweep {
+            timeout = Some(timeout.map_or(sweep, |t| t.min(sweep)));
+        }
         let queued_before = this.state.borrow(py).ready.len();
         this.poll_io(py, timeout)?;
         // Due timers join what the poll found, now: a timer set by a callback of this
         // iteration is not due before the next one, as with asyncio.
         this.queue_due_timers(py);
         let found_by_poll = this.state.borrow(py).ready.len() - queued_before;
+        if queued_before > 0 || found_by_poll > 0 || !this.nothing_else_this_iteration(py) {
+            this.owe_sweep(py);
+        }
         if queued_before > 0 {
             LoopCore::run_first(slf, queued_before)?;
             if found_by_poll == 0 && this.nothing_else_this_iteration(py) {
@@ -430,6 +437,8 @@ impl LoopCore {
     /// running-loop, asyncgen-hook and origin-tracking setup.
     fn _run_until_stopped(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
+        // The program may have closed a socket the loop waits on since it last ran.
+        slf.get().owe_sweep(py);
         loop {
             LoopCore::run_once(slf)?;
             if slf.get().stopping.get(py) {
