@@ -18,6 +18,7 @@ import os
 import socket
 
 import pytest
+from conftest import expect_asyncio_bug
 
 MARKER = b'END'
 
@@ -444,3 +445,57 @@ def test_server_whose_socket_was_closed_does_not_accept_for_the_reused_number(
         await server_b.wait_closed()
 
     run_async(main())
+
+
+def poll_counter(loop):
+    """A function returning how many times ``loop`` has polled for I/O so far."""
+    if hasattr(loop, 'metrics'):
+        return lambda: loop.metrics().iterations
+    select = loop._selector.select
+    count = 0
+
+    def counting(timeout=None):
+        nonlocal count
+        count += 1
+        return select(timeout)
+
+    loop._selector.select = counting
+    return lambda: count
+
+
+@pytest.mark.parametrize('registration', ['add_reader', 'sock_recv'])
+def test_closed_sockets_file_kept_open_elsewhere_does_not_wake_the_loop(
+        request, loop, loop_name, run_async, closing, registration):
+    """A registered socket is closed while a duplicate (a forked child's, ``sock.dup()``)
+    keeps its file open, and that file then becomes readable: epoll keeps the registration
+    of the file, which no call can name any more. The idle loop must still sleep, not wake
+    for it on every poll."""
+    expect_asyncio_bug(request, loop_name, 'ASYNCIO_SPINS_ON_A_CLOSED_SOCKETS_FILE')
+    if registration == 'sock_recv':
+        expect_asyncio_bug(request, loop_name, 'ASYNCIO_SOCK_OPERATION_OUTLIVES_ITS_CLOSED_SOCKET')
+
+    async def main():
+        polls = poll_counter(loop)
+        sock, peer = socket.socketpair()
+        closing(peer)
+        sock.setblocking(False)
+        duplicate = closing(sock.dup())
+        if registration == 'add_reader':
+            loop.add_reader(sock, lambda: None)
+            sock.close()
+            assert loop.remove_reader(sock)
+        else:
+            waiting = loop.create_task(loop.sock_recv(sock, 4))
+            await iterations()
+            sock.close()
+            done, _ = await asyncio.wait([waiting], timeout=5)
+            assert done, 'sock_recv still waits on its closed socket'
+        peer.send(b'data')  # the duplicate's file, still in epoll's set, is readable now
+        await iterations()
+        before = polls()
+        await asyncio.sleep(0.2)
+        return polls() - before, duplicate.recv(4)
+
+    polled, data = run_async(main())
+    assert data == b'data'
+    assert polled < 20, f'the loop polled {polled} times in 0.2 s of sleep'

@@ -140,6 +140,11 @@ ASYNCIO_TLS_DATA_AFTER_CLOSE_NOTIFY_FAILS = True
 # (closing the fd takes it out of the selector without an event; uvloop 0.23 hangs too).
 ASYNCIO_SOCK_OPERATION_OUTLIVES_ITS_CLOSED_SOCKET = True
 
+# Every version: a socket closed while registered, its file kept open by a duplicate, stays in
+# epoll's set once its number is gone (unregister fails with EBADF and is ignored): when that
+# file becomes readable, every poll returns at once for it and the loop spins.
+ASYNCIO_SPINS_ON_A_CLOSED_SOCKETS_FILE = True
+
 # ---------------------------------------------------------------------------------------------
 # Servers and transports.
 # ---------------------------------------------------------------------------------------------

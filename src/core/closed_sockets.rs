@@ -1,3 +1,5 @@
+//! What the loop does about files closed under it, which the kernel does not tell it about.
+//!
 //! A socket closed while one of the loop's own operations waits on it (`sock_recv`,
 //! `sock_accept`, `sock_connect`, ...): closing the fd takes it out of epoll without an
 //! event, so nothing would ever end the operation — asyncio's and uvloop's wait forever
@@ -10,13 +12,22 @@
 //! [`MIN_INTERVAL`], and less often when there are so many operations that a sweep takes
 //! more than 1% of that time. An idle loop does not wake up for it: only code that ran since
 //! the last sweep can have closed anything.
+//!
+//! A number closed while a duplicate keeps its file open (a forked child's, `sock.dup()`):
+//! epoll keeps the registration, keyed by number and file, and no call can name it any more
+//! (the number names nothing, or another file). Its events are recognised by their token and
+//! ignored, but level-triggered they would wake every poll: the loop then makes its epoll set
+//! afresh from what it watches.
 
 use std::time::Duration;
 
 use pyo3::prelude::*;
 
-use super::event_loop::{monotonic, LoopCore};
+use super::event_loop::{monotonic, LoopCore, Reactor};
 use super::io::holds_fd;
+use super::io_table::WAKER_TOKEN;
+use crate::errors::os_error;
+use crate::reactor::{Interest, Poller};
 
 /// How soon after a close the waiting operation ends, at most (with few operations pending).
 const MIN_INTERVAL: f64 = 0.01;
@@ -80,5 +91,24 @@ impl LoopCore {
             },
         );
         Ok(None)
+    }
+
+    /// After a poll that reported a file epoll cannot be told to forget: a fresh epoll set of
+    /// what the loop watches replaces the old one under the same number. An fd whose object
+    /// no longer has that number is left out (its number may name another file by now).
+    pub(crate) fn forget_ghosts(&self, py: Python<'_>, reactor: &Reactor) -> PyResult<()> {
+        let watched = self.state.borrow(py).io.registered_origins(py);
+        let mut closed: Vec<_> = watched
+            .into_iter()
+            .filter(|(fd, origins)| origins.iter().any(|o| !holds_fd(o.bind(py), *fd)))
+            .map(|(fd, _)| fd)
+            .collect();
+        let fresh = Poller::new().map_err(os_error)?;
+        fresh
+            .add(reactor.waker.as_raw_fd(), Interest::READABLE, WAKER_TOKEN)
+            .map_err(os_error)?;
+        closed.sort_unstable();
+        self.state.borrow_mut(py).io.register_all(&fresh, &closed);
+        reactor.poller.replace_with(fresh).map_err(os_error)
     }
 }

@@ -304,6 +304,11 @@ pub struct IoTable {
     next_generation: u32,
     /// How many registrations are the loop's own operations on an object's fd.
     swept: usize,
+    /// epoll reported a file that is no longer the one registered under its number and that
+    /// it could not be told to forget: its number was closed while a duplicate (a forked
+    /// child's, `sock.dup()`) keeps the file open. Level-triggered, it would wake every poll
+    /// until the epoll set is made afresh (see `LoopCore::forget_ghosts`).
+    ghost: bool,
 }
 
 /// What evicting the stale registrations of an fd took out, for the caller to finish once its
@@ -542,10 +547,12 @@ impl IoTable {
     ) {
         let (fd, generation) = token_parts(event.token);
         let Some(entry) = self.entries.get_mut(fd) else {
-            let _ = poller.delete(fd);
+            // Nothing of ours has the number: forget it, if the number still names the file.
+            self.ghost |= poller.delete(fd).is_err();
             return;
         };
         if entry.generation != generation {
+            self.ghost = true;
             return;
         }
         let mut stale = false;
@@ -565,6 +572,43 @@ impl IoTable {
         if stale {
             let _ = sync_interest(poller, fd, entry, &mut self.registered_fds);
         }
+    }
+
+    /// Whether a poll found a registration epoll cannot be told to forget (see `ghost`);
+    /// cleared by the call.
+    pub fn take_ghost(&mut self) -> bool {
+        std::mem::take(&mut self.ghost)
+    }
+
+    /// Every fd epoll watches for us, with the objects it was registered through.
+    pub fn registered_origins(&self, py: Python<'_>) -> Vec<(RawFd, Vec<Py<PyAny>>)> {
+        self.entries
+            .iter()
+            .filter(|(_, entry)| !entry.registered.is_empty())
+            .map(|(fd, entry)| (fd, entry.origins().map(|o| o.clone_ref(py)).collect()))
+            .collect()
+    }
+
+    /// Registers in `fresh` every fd epoll watches for us, under its token, except those in
+    /// `closed` (sorted: registered through an object that no longer has the number) and
+    /// those `fresh` refuses (a number closed meanwhile): for them, nothing is watched now.
+    pub fn register_all(&mut self, fresh: &Poller, closed: &[RawFd]) {
+        let mut registered = 0;
+        for (fd, entry) in self.entries.iter_mut() {
+            if entry.registered.is_empty() {
+                continue;
+            }
+            let kept = closed.binary_search(&fd).is_err()
+                && fresh
+                    .add(fd, entry.registered, token(fd, entry.generation))
+                    .is_ok();
+            if kept {
+                registered += 1;
+            } else {
+                entry.registered = Interest::NONE;
+            }
+        }
+        self.registered_fds = registered;
     }
 
     /// Empties the table (loop close), returning everything it held.

@@ -120,7 +120,7 @@ impl LoopCore {
                 return Err(os_error(e));
             }
         };
-        {
+        let ghost = {
             let mut guard = self.state.borrow_mut(py);
             let st = &mut *guard;
             for event in events.iter() {
@@ -133,6 +133,10 @@ impl LoopCore {
             }
             events.grow_if_full();
             st.events = events;
+            st.io.take_ghost()
+        };
+        if ghost {
+            self.forget_ghosts(py, &reactor)?;
         }
         if interrupted {
             // A signal arrived: run the Python-level handlers now (Ctrl-C raises

@@ -117,6 +117,14 @@ impl Poller {
         sys::epoll_ctl(self.epfd.as_fd(), EpollOp::Delete, fd, 0, 0)
     }
 
+    /// Takes `fresh`'s registrations instead of its own, under its own fd number, dropping all
+    /// it had. The only way to drop a registration for a file whose number was closed while a
+    /// duplicate keeps the file open (epoll keys it by number and file, and the number now
+    /// names nothing, or another file). Only the thread that waits may call it.
+    pub fn replace_with(&self, fresh: Poller) -> io::Result<()> {
+        sys::dup_onto(fresh.epfd.as_fd(), self.epfd.as_fd())
+    }
+
     /// Blocks until an fd is ready, the timeout passes (`None`: no limit), or a signal arrives
     /// (`ErrorKind::Interrupted`). Call it with the GIL released.
     pub fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
@@ -154,6 +162,31 @@ mod tests {
             assert!(ev.readable);
             assert!(!ev.writable);
         }
+    }
+
+    #[test]
+    fn replacing_the_set_drops_a_registration_no_number_names() {
+        let poller = Poller::new().unwrap();
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let (kept, _kept_peer) = UnixStream::pair().unwrap();
+        let duplicate = a.try_clone().unwrap();
+        poller.add(a.as_raw_fd(), Interest::READABLE, 1).unwrap();
+        poller.add(kept.as_raw_fd(), Interest::WRITABLE, 2).unwrap();
+        let number = a.as_raw_fd();
+        drop(a);
+        b.write_all(b"x").unwrap();
+        let mut events = Events::with_capacity(8);
+        assert_eq!(poller.wait(&mut events, Some(Duration::ZERO)).unwrap(), 2);
+        assert!(
+            poller.delete(number).is_err(),
+            "the number names nothing now"
+        );
+        let fresh = Poller::new().unwrap();
+        fresh.add(kept.as_raw_fd(), Interest::WRITABLE, 2).unwrap();
+        poller.replace_with(fresh).unwrap();
+        assert_eq!(poller.wait(&mut events, Some(Duration::ZERO)).unwrap(), 1);
+        assert_eq!(events.get(0).token, 2);
+        drop(duplicate);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! File descriptors as such: duplicating one, asking whether a number is open.
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use super::cvt;
 
@@ -39,4 +39,12 @@ pub fn dup_cloexec_above(fd: RawFd, lowest: RawFd) -> io::Result<OwnedFd> {
     let new = cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, lowest) })?;
     // SAFETY: new was just created and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// Makes the number of `target` refer to `fd`'s open file (close-on-exec), closing in the same
+/// step the file it referred to: whoever holds that number keeps it, with the new file.
+pub fn dup_onto(fd: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: both are open descriptors borrowed for the call.
+    cvt(unsafe { libc::dup3(fd.as_raw_fd(), target.as_raw_fd(), libc::O_CLOEXEC) })?;
+    Ok(())
 }

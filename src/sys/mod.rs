@@ -19,7 +19,7 @@ pub use epoll::{
     EPOLLIN, EPOLLOUT, EPOLLPRI, EPOLLRDHUP,
 };
 pub use eventfd::{eventfd, eventfd_read, eventfd_write};
-pub use fd::{dup_cloexec, is_open, write_stderr};
+pub use fd::{dup_cloexec, dup_onto, is_open, write_stderr};
 pub use file::{fstat, seek_to, sendfile, stat, unlink, FileStat};
 pub use sockaddr::{is_decoded_family, parse_ip_literal, SockAddr};
 pub use socket::{
