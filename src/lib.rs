@@ -10,6 +10,7 @@ pub mod errors;
 pub mod reactor;
 pub mod sendfile;
 pub mod sock;
+pub mod sock_wait;
 pub mod spawn;
 pub mod sys;
 pub mod transports;
@@ -24,6 +25,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<core::handle::Handle>()?;
     m.add_class::<core::handle::TimerHandle>()?;
     m.add_class::<sock::SockOp>()?;
+    m.add_class::<sock_wait::SockWait>()?;
     m.add_class::<transports::stream::StreamTransport>()?;
     m.add_class::<transports::pipe::ReadPipeTransport>()?;
     m.add_class::<transports::pipe::WritePipeTransport>()?;

@@ -23,8 +23,10 @@ use crate::core::event_loop::LoopCore;
 use crate::core::gil_cell::GilCell;
 use crate::core::io::{holds_fd, FdNumber};
 use crate::core::io_table::{Direction, NativeWatcher};
+use crate::core::stdlib;
 use crate::errors::os_error;
 use crate::sendfile::{transfer_error, SendFile};
+use crate::sock_wait::SockWait;
 use crate::sys;
 
 pub(crate) enum Operation {
@@ -260,20 +262,34 @@ impl SockOp {
     }
 }
 
+/// asyncio's checks of a sock_* argument, run only when they might fail (not for a plain
+/// non-blocking `socket.socket`).
+fn check_socket(lp: &Bound<'_, LoopCore>, sock: &Bound<'_, PyAny>) -> PyResult<()> {
+    if !stdlib::is_plain_nonblocking_socket(sock)? {
+        stdlib::check_socket(lp.py())?.call1((lp, sock))?;
+    }
+    Ok(())
+}
+
 pub(crate) fn socket_fd(sock: &Bound<'_, PyAny>) -> PyResult<RawFd> {
-    sock.call_method0(intern!(sock.py(), "fileno"))?.extract()
+    stdlib::fileno(sock)?.extract()
 }
 
 #[pymethods]
 impl SockOp {
     /// Stops watching the fd for this operation (its waiter was cancelled), and ends it.
-    fn abandon(slf: &Bound<'_, Self>) -> PyResult<()> {
+    pub(crate) fn abandon(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         this.loop_
             .get()
             .clear_watcher_of(py, this.fd, this.direction, slf.as_any());
         this.finish(py, true)
+    }
+
+    /// Awaits the future, abandoning the operation if the waiter gives up (see `sock_wait.rs`).
+    fn __await__(slf: &Bound<'_, Self>) -> PyResult<SockWait> {
+        SockWait::new(slf, slf.get().future.bind(slf.py()))
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -292,6 +308,7 @@ impl LoopCore {
         n: &Bound<'_, PyAny>,
     ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
+        check_socket(slf, sock)?;
         // asyncio's order: `sock.recv(n)` fails on a non-socket before it looks at `n`.
         let fd = socket_fd(sock)?;
         let n: isize = n.extract()?;
@@ -326,6 +343,7 @@ impl LoopCore {
         buf: &Bound<'_, PyAny>,
     ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
+        check_socket(slf, sock)?;
         let fd = socket_fd(sock)?;
         let buffer = writable_buffer(buf)?;
         if buffer.len_bytes() == 0 {
@@ -354,6 +372,7 @@ impl LoopCore {
         sock: &Bound<'_, PyAny>,
         data: &Bound<'_, PyAny>,
     ) -> PyResult<Option<Py<SockOp>>> {
+        check_socket(slf, sock)?;
         let fd = socket_fd(sock)?;
         let data = readable_buffer(data)?;
         // Even empty data is sent, as asyncio does: an unconnected socket says EPIPE.

@@ -34,6 +34,7 @@ __all__ = [
     'LoopCore',
     'ReadPipeTransport',
     'SockOperation',
+    'SockOperationWait',
     'StreamTransport',
     'TimerHandle',
     'WritePipeTransport',
@@ -234,6 +235,17 @@ class SockOperation:
     def abandon(self) -> None:
         """Stop watching the fd for this operation (its waiter was cancelled), and end it (a
         sendfile transfer sets the file position)."""
+    def __await__(self) -> SockOperationWait: ...
+
+@final
+class SockOperationWait:
+    """The future's iterator; the operation is abandoned if its waiter gives up."""
+
+    def __iter__(self) -> SockOperationWait: ...
+    def __next__(self) -> Any: ...
+    def send(self, value: Any, /) -> Any: ...
+    def throw(self, *args: Any) -> Any: ...
+    def close(self) -> None: ...
 
 # The native transports. Each is made by its Python wrapper (the object protocols see), which
 # then calls `_begin`; every protocol callback goes through the loop.

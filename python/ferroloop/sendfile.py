@@ -13,7 +13,7 @@ import socket
 from asyncio import constants, exceptions, protocols, transports
 
 from . import versions
-from .sock import _await_op, _check_socket
+from .sock import _check_socket
 
 
 def _check_sendfile_params(sock, file, offset, count):
@@ -140,7 +140,7 @@ class SendfileMixin:
         op = self._sendfile_transfer(sock, fileno, offset, count, not for_transport)
         if op.__class__ is int:
             return op
-        return await _await_op(op)
+        return await op
 
     async def _sock_sendfile_fallback(self, sock, file, offset, count):
         _seek_to_offset(file, offset)

@@ -33,41 +33,32 @@ def _check_socket(loop, sock):
         raise ValueError('the socket must be non-blocking')
 
 
-async def _await_op(op):
-    try:
-        return await op.future
-    except BaseException:
-        # Cancelled (or closed) while waiting: stop watching the fd now, so a later socket
-        # that reuses the fd number is not served this operation's readiness.
-        op.abandon()
-        raise
-
-
 class SockMixin:
+
+    # The loop core runs _check_socket for these three when it might fail. Awaiting a pending
+    # operation awaits its future; if the waiter gives up (cancelled, closed), the operation
+    # stops watching the fd at once.
 
     async def sock_recv(self, sock, n):
         """Receive up to ``n`` bytes from ``sock``."""
-        _check_socket(self, sock)
         op = self._sock_recv(sock, n)
         if op.__class__ is bytes:
             return op
-        return await _await_op(op)
+        return await op
 
     async def sock_recv_into(self, sock, buf):
         """Receive into the writable buffer ``buf``; return the number of bytes received."""
-        _check_socket(self, sock)
         op = self._sock_recv_into(sock, buf)
         if op.__class__ is int:
             return op
-        return await _await_op(op)
+        return await op
 
     async def sock_sendall(self, sock, data):
         """Send all of ``data``; return None once the kernel has taken every byte."""
-        _check_socket(self, sock)
         op = self._sock_sendall(sock, data)
         if op is None:
             return None
-        return await _await_op(op)
+        return await op
 
     async def sock_recvfrom(self, sock, bufsize):
         """Receive a datagram of up to ``bufsize`` bytes; return ``(data, address)``."""

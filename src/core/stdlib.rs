@@ -92,6 +92,27 @@ pub fn fileno<'py>(sock: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     sock.call_method0(pyo3::intern!(py, "fileno"))
 }
 
+cached_attr!(
+    /// `ferroloop.sock._check_socket(loop, sock)`: asyncio's checks of a sock_* argument.
+    check_socket, "ferroloop.sock", "_check_socket");
+
+/// Whether `sock` is a plain `socket.socket` in non-blocking mode: the case in which asyncio's
+/// checks of a sock_* argument (`check_socket`) certainly pass, told without running them.
+pub fn is_plain_nonblocking_socket(sock: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = sock.py();
+    if !sock.get_type().is(socket_type(py)?) {
+        return Ok(false);
+    }
+    static METHOD: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let method = METHOD.get_or_try_init(py, || {
+        Ok::<_, PyErr>(c_socket_fileno(py)?.getattr("gettimeout")?.unbind())
+    })?;
+    let timeout = vectorcall(method.bind(py), [sock], None)?;
+    Ok(timeout
+        .cast_exact::<pyo3::types::PyFloat>()
+        .is_ok_and(|t| t.value() == 0.0))
+}
+
 /// A tuple of interned keyword names for vectorcall, built once.
 pub fn kwnames<'py>(
     py: Python<'py>,
