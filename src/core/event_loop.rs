@@ -15,6 +15,7 @@ use super::completions::Completions;
 use super::gil_cell::{GilCell, GilFlag};
 use super::handle::Handle;
 use super::io_table::{IoTable, NativeFn, NativeWatcher, Ready, WAKER_TOKEN};
+use super::kept_bound::{self, KeptBound};
 use super::metrics::Metrics;
 use super::progress::Progress;
 use super::timer_heap::TimerHeap;
@@ -78,6 +79,8 @@ pub struct LoopCore {
     pub(crate) metrics: GilCell<Metrics>,
     /// Work done on other threads for this loop (name lookups), waiting to be delivered.
     pub(crate) completions: Arc<Completions>,
+    /// `call_soon` bound to this loop, while it is open (see `kept_bound`).
+    pub(crate) kept_call_soon: KeptBound,
 }
 
 /// The loop's clock: `CLOCK_MONOTONIC`, the clock of `time.monotonic()`, so deadlines computed
@@ -277,6 +280,7 @@ impl LoopCore {
             timing: GilFlag::new(false),
             metrics: GilCell::new(Metrics::default()),
             completions: Arc::new(Completions::default()),
+            kept_call_soon: GilCell::new(None),
         })
     }
 
@@ -384,6 +388,7 @@ impl LoopCore {
             return;
         }
         self.closed.set(py, true);
+        kept_bound::release(py, &self.kept_call_soon);
         self.stop_watchdog(py);
         // Lookups finished but not delivered: their futures are dropped with the loop.
         drop(self.completions.take());
@@ -463,6 +468,11 @@ impl LoopCore {
         for transport in st.transports.values() {
             visit.call(transport)?;
         }
+        if let Some(kept) = self.kept_call_soon.try_borrow_unguarded() {
+            if let Some(bound) = &*kept {
+                visit.call(bound)?;
+            }
+        }
         Ok(())
     }
 
@@ -484,5 +494,10 @@ impl LoopCore {
         });
         // Dropped after the borrow ended: releasing them may run Python code.
         drop(taken);
+        let kept = self
+            .kept_call_soon
+            .try_borrow_mut_unguarded()
+            .and_then(|mut k| k.take());
+        drop(kept);
     }
 }

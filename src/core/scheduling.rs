@@ -13,6 +13,7 @@ use super::event_loop::{monotonic, LoopCore};
 use super::fastcall::{self, missing_positional, unexpected_keyword, Arguments, FastcallMethod};
 use super::handle::{new_untracked, Handle, TimerHandle};
 use super::io_table::Ready;
+use super::kept_bound;
 use super::stdlib;
 use super::versions;
 use crate::sys;
@@ -434,7 +435,7 @@ Schedules callback(*args) to run at when, a time on the loop's clock.",
 
 /// Puts the scheduling methods and `create_task` on the loop's native type.
 pub fn install(loop_type: &Bound<'_, PyType>) -> PyResult<()> {
-    fastcall::install::<CallSoon>(loop_type)?;
+    kept_bound::install::<CallSoon>(loop_type, |core| &core.kept_call_soon)?;
     fastcall::install::<CallSoonThreadsafe>(loop_type)?;
     fastcall::install::<CallLater>(loop_type)?;
     fastcall::install::<CallAt>(loop_type)?;
