@@ -21,7 +21,21 @@ use crate::sys;
 /// Refuses what asyncio's debug mode refuses. Done in every mode: `callable()` costs next to
 /// nothing, and a bad callback found now beats a TypeError in the exception handler later.
 /// The coroutine-function test is debug-only, as in asyncio (it is not cheap).
+#[inline]
 pub fn check_callback(
+    py: Python<'_>,
+    callback: &Bound<'_, PyAny>,
+    method: &str,
+    debug: bool,
+) -> PyResult<()> {
+    if !debug && callback.is_callable() {
+        return Ok(());
+    }
+    check_callback_slowly(py, callback, method, debug)
+}
+
+#[cold]
+fn check_callback_slowly(
     py: Python<'_>,
     callback: &Bound<'_, PyAny>,
     method: &str,
@@ -295,6 +309,15 @@ impl<'a, 'py> CallbackArguments<'a, 'py> {
     fn read(args: &Arguments<'a, 'py>, method: &str, leading: Option<&str>) -> PyResult<Self> {
         let py = args.py();
         let first = usize::from(leading.is_some());
+        if args.nargs() > first && !args.has_keywords() {
+            // The commonest call of all: `call_soon(callback)`, by position.
+            return Ok(CallbackArguments {
+                leading: leading.map(|_| args.positional(0)),
+                callback: args.positional(first).to_owned(),
+                args: args.rest(first + 1)?,
+                context: None,
+            });
+        }
         let context_name = pyo3::intern!(py, "context");
         // The common calls, by tasks and futures among others: every parameter before *args
         // by position, and at most `context=`, under the interned name CPython passes.
