@@ -203,6 +203,47 @@ def test_call_soon_replaced_on_the_loop_is_what_tasks_and_futures_use(loop):
     assert len(calls) >= 2  # the task's first step, the future's done callbacks
 
 
+def test_call_soon_is_a_method_of_the_loop_class_not_an_instance_attribute(loop, loop_name):
+    # Left out of the instance dict, `loop.call_soon(cb)` in Python code is a method call
+    # CPython specialises (no bound method made per call).
+    assert 'call_soon' not in vars(loop)
+    seen = []
+    bound = loop.call_soon
+    assert bound.__self__ is loop and bound.__name__ == 'call_soon'
+    type(loop).call_soon(loop, seen.append, 'through the class')
+    bound(seen.append, 'bound')
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert seen == ['through the class', 'bound']
+    # A native method refuses another `self`; asyncio's, a Python function, fails on the
+    # first attribute it reads.
+    with pytest.raises(TypeError if loop_name == 'ferroloop' else AttributeError):
+        type(loop).call_soon(object(), print)
+    with pytest.raises(TypeError):
+        type(loop).call_soon()
+
+
+def test_call_soon_read_as_an_attribute_is_kept_until_close(loop, loop_name):
+    # What asyncio's C tasks and futures do on every step (before 3.12): on ferroloop, the
+    # same bound method each time, not a new one.
+    first = loop.call_soon
+    if loop_name == 'ferroloop':
+        assert loop.call_soon is first
+    loop.close()
+    assert loop.call_soon is not loop.call_soon
+
+
+def test_unclosed_loop_holding_its_bound_call_soon_is_collected(loop_factory):
+    lp = loop_factory()
+    lp.call_soon  # kept by ferroloop's loop: a cycle the GC must see through
+    lp.run_until_complete(asyncio.sleep(0))
+    ref = weakref.ref(lp)
+    with pytest.warns(ResourceWarning, match='unclosed event loop'):
+        del lp
+        gc.collect()
+    assert ref() is None
+
+
 def test_closed_loop_is_freed_without_the_gc(loop_factory):
     loop = loop_factory()
     loop.run_until_complete(asyncio.sleep(0))

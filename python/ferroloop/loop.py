@@ -75,12 +75,6 @@ class EventLoop(
         SignalMixin._init_signals(self)
         SubprocessMixin._init_subprocesses(self)
         WatchdogMixin._init_watchdog(self)
-        # asyncio's C tasks and futures look `call_soon` up on the loop for every step and
-        # every done callback (to pass `context=` by keyword), and an attribute lookup makes
-        # a new bound method each time. One made now and kept in the instance dict is found
-        # first. It ties the loop to itself until close() lets it go, as asyncio's own loop
-        # is tied by its self-pipe reader.
-        self.call_soon = self.call_soon
 
     def __repr__(self):
         return (f'<{self.__class__.__name__} running={self.is_running()} '
@@ -166,9 +160,6 @@ class EventLoop(
         # After the core let go of the pidfds' watchers: a closed fd must leave epoll first.
         SubprocessMixin._close_subprocesses(self)
         ExecutorMixin._close_executor(self)
-        cached = self.__dict__.get('call_soon')
-        if getattr(cached, '__self__', None) is self:
-            del self.call_soon
 
     def __del__(self, _warn=warnings.warn):
         if not self.is_closed():

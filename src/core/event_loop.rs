@@ -16,6 +16,7 @@ use super::completions::Completions;
 use super::gil_cell::{GilCell, GilFlag};
 use super::handle::Handle;
 use super::io_table::{IoTable, NativeFn, NativeWatcher, Ready, WAKER_TOKEN};
+use super::kept_bound::{self, KeptBound};
 use super::metrics::Metrics;
 use super::progress::Progress;
 use super::timer_heap::TimerHeap;
@@ -81,6 +82,8 @@ pub struct LoopCore {
     pub(crate) completions: Arc<Completions>,
     /// When to look for sockets closed under the loop's own operations.
     pub(crate) sweep: GilFlag<Sweep>,
+    /// `call_soon` bound to this loop, while it is open (see `kept_bound`).
+    pub(crate) kept_call_soon: KeptBound,
 }
 
 /// The loop's clock: `CLOCK_MONOTONIC`, the clock of `time.monotonic()`, so deadlines computed
@@ -281,6 +284,7 @@ impl LoopCore {
             metrics: GilCell::new(Metrics::default()),
             completions: Arc::new(Completions::default()),
             sweep: GilFlag::new(Sweep::default()),
+            kept_call_soon: GilCell::new(None),
         })
     }
 
@@ -388,6 +392,7 @@ impl LoopCore {
             return;
         }
         self.closed.set(py, true);
+        kept_bound::release(py, &self.kept_call_soon);
         self.stop_watchdog(py);
         // Lookups finished but not delivered: their futures are dropped with the loop.
         drop(self.completions.take());
@@ -467,6 +472,11 @@ impl LoopCore {
         for transport in st.transports.values() {
             visit.call(transport)?;
         }
+        if let Some(kept) = self.kept_call_soon.try_borrow_unguarded() {
+            if let Some(bound) = &*kept {
+                visit.call(bound)?;
+            }
+        }
         Ok(())
     }
 
@@ -488,5 +498,10 @@ impl LoopCore {
         });
         // Dropped after the borrow ended: releasing them may run Python code.
         drop(taken);
+        let kept = self
+            .kept_call_soon
+            .try_borrow_mut_unguarded()
+            .and_then(|mut k| k.take());
+        drop(kept);
     }
 }

@@ -33,6 +33,13 @@ pub trait FastcallMethod {
 
 /// Puts `M` on the loop's native type, where the Python face's subclass finds it.
 pub fn install<M: FastcallMethod>(loop_type: &Bound<'_, PyType>) -> PyResult<()> {
+    loop_type.setattr(M::NAME, method_descriptor::<M>(loop_type)?)
+}
+
+/// A method descriptor of the loop's native type for `M`.
+pub fn method_descriptor<'py, M: FastcallMethod>(
+    loop_type: &Bound<'py, PyType>,
+) -> PyResult<Bound<'py, PyAny>> {
     let py = loop_type.py();
     // CPython keeps a pointer to the definition for the descriptor's lifetime, which is the
     // type's: it lives as long as the process.
@@ -45,13 +52,16 @@ pub fn install<M: FastcallMethod>(loop_type: &Bound<'_, PyType>) -> PyResult<()>
         ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
         ml_doc: M::DOC.as_ptr(),
     }));
-    let descriptor = unsafe {
-        Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(loop_type.as_type_ptr(), def))?
-    };
-    loop_type.setattr(M::NAME, descriptor)
+    unsafe {
+        Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(loop_type.as_type_ptr(), def))
+    }
 }
 
-unsafe extern "C" fn trampoline<M: FastcallMethod>(
+/// `M` with CPython's METH_FASTCALL | METH_KEYWORDS signature.
+///
+/// # Safety
+/// `slf` is a LoopCore; the rest is what CPython passes such a function.
+pub unsafe extern "C" fn trampoline<M: FastcallMethod>(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,

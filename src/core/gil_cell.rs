@@ -11,8 +11,10 @@
 //! call or drop them.
 
 use std::cell::{Cell, Ref, RefCell, RefMut};
+use std::mem::ManuallyDrop;
+use std::ops::Deref;
 
-use pyo3::Python;
+use pyo3::{Py, Python};
 
 pub struct GilCell<T>(RefCell<T>);
 
@@ -72,5 +74,34 @@ impl<T: Copy> GilFlag<T> {
     #[inline]
     pub fn get_unguarded(&self) -> T {
         self.0.get()
+    }
+}
+
+/// A `Py` owned by a value that is only ever dropped with the GIL held (a handle's fields: a
+/// handle is freed by its Python object's deallocator, or dropped by the loop code that made
+/// it). Released by a plain decref, where dropping a `Py` first asks the thread-local state
+/// whether the thread is attached: on the path every callback takes, that lookup shows.
+pub struct GilPy<T>(ManuallyDrop<Py<T>>);
+
+impl<T> GilPy<T> {
+    pub fn new(object: Py<T>) -> Self {
+        GilPy(ManuallyDrop::new(object))
+    }
+}
+
+impl<T> Deref for GilPy<T> {
+    type Target = Py<T>;
+
+    #[inline]
+    fn deref(&self) -> &Py<T> {
+        &self.0
+    }
+}
+
+impl<T> Drop for GilPy<T> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: the GIL is held (see above); we own this reference and give it up once.
+        unsafe { pyo3::ffi::Py_DECREF(self.0.as_ptr()) }
     }
 }

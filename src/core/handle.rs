@@ -11,7 +11,7 @@ use pyo3::types::{PyDict, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::event_loop::LoopCore;
-use super::gil_cell::{GilCell, GilFlag};
+use super::gil_cell::{GilCell, GilFlag, GilPy};
 use super::handle_context::HandleContext;
 use super::stdlib;
 use super::versions;
@@ -19,8 +19,8 @@ use crate::errors::is_fatal_signal;
 use crate::sys;
 
 struct Callback {
-    callback: Py<PyAny>,
-    args: Py<PyTuple>,
+    callback: GilPy<PyAny>,
+    args: GilPy<PyTuple>,
 }
 
 /// A scheduled callback.
@@ -36,7 +36,7 @@ struct Callback {
 pub struct Handle {
     callback: GilCell<Option<Callback>>,
     context: HandleContext,
-    loop_: Py<LoopCore>,
+    loop_: GilPy<LoopCore>,
     cancelled: GilFlag<bool>,
     /// Runs once (call_soon, call_later); reader/writer handles run on every event.
     oneshot: bool,
@@ -120,9 +120,12 @@ impl Handle {
             None
         };
         Ok(Handle {
-            callback: GilCell::new(Some(Callback { callback, args })),
+            callback: GilCell::new(Some(Callback {
+                callback: GilPy::new(callback),
+                args: GilPy::new(args),
+            })),
             context,
-            loop_,
+            loop_: GilPy::new(loop_),
             cancelled: GilFlag::new(false),
             oneshot,
             scheduled: GilFlag::new(false),
@@ -222,14 +225,14 @@ impl Handle {
     /// GC could wrongly conclude that these objects are unreachable.
     pub fn traverse_contents(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         self.context.traverse(visit)?;
-        visit.call(&self.loop_)?;
+        visit.call(&*self.loop_)?;
         if let Some(tb) = &self.source_traceback {
             visit.call(tb)?;
         }
         if let Some(cb) = self.callback.try_borrow_unguarded() {
             if let Some(cb) = &*cb {
-                visit.call(&cb.callback)?;
-                visit.call(&cb.args)?;
+                visit.call(&*cb.callback)?;
+                visit.call(&*cb.args)?;
             }
         }
         Ok(())
@@ -259,8 +262,10 @@ impl Handle {
     pub fn run(slf: &Bound<'_, Handle>) -> RunOutcome {
         let py = slf.py();
         let this = slf.get();
+        // Bound, not Py: released by a plain decref (a Py asks first whether the thread is
+        // attached), and the callback may cancel its own handle, dropping the handle's refs.
         let (callback, args) = match &*this.callback.borrow(py) {
-            Some(cb) => (cb.callback.clone_ref(py), cb.args.clone_ref(py)),
+            Some(cb) => (cb.callback.bind(py).clone(), cb.args.bind(py).clone()),
             None => return RunOutcome::Ok,
         };
         // Until the end of the run, the exception handler's included: a thread-safe handle's
@@ -274,12 +279,7 @@ impl Handle {
             // A loop without an instance dict cannot record it; nothing else depends on it.
             let _ = loop_.setattr("_current_handle", slf);
         }
-        let outcome = match call_in_context(
-            py,
-            this.context.get().bind(py),
-            callback.bind(py),
-            args.bind(py),
-        ) {
+        let outcome = match call_in_context(py, this.context.get().bind(py), &callback, &args) {
             Ok(()) => RunOutcome::Ok,
             Err(err) => report_callback_error(py, err, slf.as_any(), &callback, &args, this),
         };
@@ -370,15 +370,15 @@ fn report_callback_error(
     py: Python<'_>,
     err: PyErr,
     handle: &Bound<'_, PyAny>,
-    callback: &Py<PyAny>,
-    args: &Py<PyTuple>,
+    callback: &Bound<'_, PyAny>,
+    args: &Bound<'_, PyTuple>,
     this: &Handle,
 ) -> RunOutcome {
     if is_fatal_signal(py, &err) {
         return RunOutcome::Propagate(err);
     }
     let result = (|| -> PyResult<()> {
-        let source = format_callback(this.loop_.bind(py), callback.bind(py), args.bind(py))?;
+        let source = format_callback(this.loop_.bind(py), callback, args)?;
         let context = PyDict::new(py);
         context.set_item("message", format!("Exception in callback {source}"))?;
         context.set_item("exception", err.clone_ref(py).into_value(py))?;

@@ -30,10 +30,10 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 
-use super::gil_cell::GilFlag;
+use super::gil_cell::{GilFlag, GilPy};
 
 pub struct HandleContext {
-    context: Py<PyAny>,
+    context: GilPy<PyAny>,
     /// True while `context` is the loop's own copy and out of the GC.
     untracked: GilFlag<bool>,
 }
@@ -43,7 +43,7 @@ impl HandleContext {
     pub fn new(py: Python<'_>, given: Option<Py<PyAny>>) -> PyResult<HandleContext> {
         if let Some(context) = given {
             return Ok(HandleContext {
-                context,
+                context: GilPy::new(context),
                 untracked: GilFlag::new(false),
             });
         }
@@ -55,7 +55,7 @@ impl HandleContext {
             copy.unbind()
         };
         Ok(HandleContext {
-            context,
+            context: GilPy::new(context),
             untracked: GilFlag::new(true),
         })
     }
@@ -73,7 +73,7 @@ impl HandleContext {
     /// keeps garbage for later.
     pub fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         if !self.untracked.get_unguarded() {
-            return visit.call(&self.context);
+            return visit.call(&*self.context);
         }
         // SAFETY: reading the reference count of a live object we hold.
         if unsafe { ffi::Py_REFCNT(self.context.as_ptr()) } != 1 {

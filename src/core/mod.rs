@@ -12,6 +12,7 @@ pub mod handle;
 pub mod handle_context;
 pub mod io;
 pub mod io_table;
+pub mod kept_bound;
 pub mod metrics;
 pub mod monitoring;
 pub mod progress;

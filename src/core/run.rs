@@ -224,7 +224,11 @@ impl LoopCore {
             handle.get().release_if_oneshot(py);
             Handle::expose_if_shared(handle.bind(py));
         }
-        drop(item);
+        match item {
+            // A plain decref (see `GilPy`).
+            Ready::Handle(handle) => drop(handle.into_bound(py)),
+            Ready::Native(watcher) => drop(watcher),
+        }
         if let RunOutcome::Propagate(err) = outcome {
             return Err(err);
         }
@@ -341,10 +345,13 @@ impl LoopCore {
         let py = slf.py();
         let mut first_error = None;
         loop {
-            let mut batch = std::mem::take(&mut slf.get().state.borrow_mut(py).at_iteration_end);
-            if batch.is_empty() {
-                return first_error.map_or(Ok(()), Err);
-            }
+            let mut batch = {
+                let mut st = slf.get().state.borrow_mut(py);
+                if st.at_iteration_end.is_empty() {
+                    return first_error.map_or(Ok(()), Err);
+                }
+                std::mem::take(&mut st.at_iteration_end)
+            };
             for watcher in &batch {
                 if let RunOutcome::Propagate(err) = run_native(slf, watcher) {
                     first_error.get_or_insert(err);

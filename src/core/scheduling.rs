@@ -13,6 +13,7 @@ use super::event_loop::{monotonic, LoopCore};
 use super::fastcall::{self, missing_positional, unexpected_keyword, Arguments, FastcallMethod};
 use super::handle::{new_untracked, Handle, TimerHandle};
 use super::io_table::Ready;
+use super::kept_bound;
 use super::stdlib;
 use super::versions;
 use crate::sys;
@@ -20,7 +21,21 @@ use crate::sys;
 /// Refuses what asyncio's debug mode refuses. Done in every mode: `callable()` costs next to
 /// nothing, and a bad callback found now beats a TypeError in the exception handler later.
 /// The coroutine-function test is debug-only, as in asyncio (it is not cheap).
+#[inline]
 pub fn check_callback(
+    py: Python<'_>,
+    callback: &Bound<'_, PyAny>,
+    method: &str,
+    debug: bool,
+) -> PyResult<()> {
+    if !debug && callback.is_callable() {
+        return Ok(());
+    }
+    check_callback_slowly(py, callback, method, debug)
+}
+
+#[cold]
+fn check_callback_slowly(
     py: Python<'_>,
     callback: &Bound<'_, PyAny>,
     method: &str,
@@ -294,6 +309,15 @@ impl<'a, 'py> CallbackArguments<'a, 'py> {
     fn read(args: &Arguments<'a, 'py>, method: &str, leading: Option<&str>) -> PyResult<Self> {
         let py = args.py();
         let first = usize::from(leading.is_some());
+        if args.nargs() > first && !args.has_keywords() {
+            // The commonest call of all: `call_soon(callback)`, by position.
+            return Ok(CallbackArguments {
+                leading: leading.map(|_| args.positional(0)),
+                callback: args.positional(first).to_owned(),
+                args: args.rest(first + 1)?,
+                context: None,
+            });
+        }
         let context_name = pyo3::intern!(py, "context");
         // The common calls, by tasks and futures among others: every parameter before *args
         // by position, and at most `context=`, under the interned name CPython passes.
@@ -434,7 +458,7 @@ Schedules callback(*args) to run at when, a time on the loop's clock.",
 
 /// Puts the scheduling methods and `create_task` on the loop's native type.
 pub fn install(loop_type: &Bound<'_, PyType>) -> PyResult<()> {
-    fastcall::install::<CallSoon>(loop_type)?;
+    kept_bound::install::<CallSoon>(loop_type, |core| &core.kept_call_soon)?;
     fastcall::install::<CallSoonThreadsafe>(loop_type)?;
     fastcall::install::<CallLater>(loop_type)?;
     fastcall::install::<CallAt>(loop_type)?;
