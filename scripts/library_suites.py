@@ -10,7 +10,9 @@ tests/libraries/ferroloop_suite_plugin.py choosing the loop. Everything is kept 
 The run fails when a test that passes on asyncio's loop fails on ferroloop and
 tests/libraries/known_differences/<library>.txt does not list it. Tests that fail on
 asyncio's loop too, listed tests that pass now (to be removed from the list: the lists only
-shrink) and the proof that the tests ran on ferroloop's loop are reported.
+shrink) and the proof that the tests ran on ferroloop's loop are reported. The tests of the
+library's own loop choice that tests/libraries/unrouted/<library>.txt lists run on that choice
+in both runs, and are reported as not run on ferroloop.
 
     python scripts/library_suites.py [anyio] [uvicorn] [-- PYTEST ARGS]
     make test-libraries
@@ -170,11 +172,13 @@ def run_suite(name, suite, tree, python, loop, extra_args):
     return verdicts.read_results(results_path), time.monotonic() - started, ended, log_path
 
 
-def report(name, suite, runs, known_path, extra_args):
+def report(name, suite, runs, extra_args):
     """Prints the comparison; -> True when ferroloop broke no test beyond the known list."""
     on_asyncio, on_ferroloop = runs['asyncio'][0], runs['ferroloop'][0]
-    known = verdicts.read_known(known_path)
-    result = verdicts.compare(on_asyncio, on_ferroloop, known)
+    known_path = verdicts.list_path('known_differences', name)
+    unrouted_path = verdicts.list_path('unrouted', name)
+    known, unrouted = verdicts.read_list(known_path), verdicts.read_list(unrouted_path)
+    result = verdicts.compare(on_asyncio, on_ferroloop, known, unrouted)
     relative_known = os.path.relpath(known_path, ROOT)
     print(f'\n== {name} {suite.version} on Python {sys.version.split()[0]}')
     if environment_args(suite):
@@ -187,11 +191,19 @@ def report(name, suite, runs, known_path, extra_args):
         print(f'   {loop:<10} {tally["passed"]:>7} {tally["failed"]:>7} {tally["skipped"]:>8} '
               f'{tally["xfailed"]:>8} {seconds:>8.0f}  {os.path.relpath(log_path, ROOT)} '
               f'({ended})')
-    ran = sum(1 for entry in on_ferroloop.values() if entry['outcome'] != 'skipped')
+    ran = sum(1 for test_id, entry in on_ferroloop.items()
+              if entry['outcome'] != 'skipped' and test_id not in unrouted)
     print(f'   on ferroloop\'s loop: {result.on_target} of the {ran} tests that ran there '
           f'(the rest made no loop, as sync tests do, but {len(result.off_target)})')
     for test_id, loops in result.off_target:
         print(f'     ran other loops only: {test_id}: {", ".join(loops)}')
+    print(f'   not run on ferroloop, left on {name}\'s own loop choice as '
+          f'{os.path.relpath(unrouted_path, ROOT)} lists: {len(result.unrouted)}')
+    for test_id, outcome, loops in result.unrouted:
+        print(f'     {test_id}: {outcome} on {", ".join(loops) or "no loop"}  '
+              f'# {unrouted[test_id]}')
+    for test_id, why in result.unrouted_broken:
+        print(f'     BROKEN: {test_id}: {why}')
     print(f'   failing on ferroloop only: {len(result.new_failures) + len(result.known_failures)}'
           f' ({len(result.known_failures)} listed in {relative_known}), and '
           f'{len(result.knock_ons)} knock-ons')
@@ -206,7 +218,8 @@ def report(name, suite, runs, known_path, extra_args):
     for test_id in result.stale:
         print(f'     listed, but does not pass on asyncio\'s loop either: {test_id}')
     if not extra_args:
-        for test_id in result.absent:
+        for test_id in result.absent + [test_id for test_id in unrouted
+                                        if test_id not in on_asyncio]:
             print(f'     listed, but no such test ran: {test_id}')
     for test_id in result.skipped_on_ferroloop_only:
         print(f'     skipped on ferroloop only: {test_id}')
@@ -242,8 +255,7 @@ def main():
         run([python, '-m', 'pip', 'install', '--quiet', '--force-reinstall', '--no-deps', wheel])
         tree = sdist_tree(name, suite, os.path.join(path, 'bin', 'pip'))
         runs = {loop: run_suite(name, suite, tree, python, loop, extra_args) for loop in LOOPS}
-        known_path = os.path.join(LIBRARIES_DIR, 'known_differences', f'{name}.txt')
-        ok = report(name, suite, runs, known_path, extra_args) and ok
+        ok = report(name, suite, runs, extra_args) and ok
     minutes = (time.monotonic() - started) / 60
     print(f'\nlibrary suites: {"no" if ok else "some"} tests fail on ferroloop beyond the known '
           f'differences ({minutes:.1f} min)')

@@ -9,9 +9,16 @@ or it is a knock-on: it failed only by a leak's warning (pytest's unraisable-exc
 right after a test that failed on ferroloop, in the same worker. The plugin collects garbage
 after each failure so that what a failed test leaks warns there or in the next test; the
 failed test is the one reported (and listed).
+
+unrouted/<library>.txt lists the tests of the library's own loop choice, which the ferroloop
+run leaves on that choice (asyncio's loop): they are not run on ferroloop, so they count
+neither as passing nor as failing there, and are reported apart. One that fails in the
+ferroloop run while passing in asyncio's, or in which a ferroloop loop ran after all, breaks
+the run: the routing was not taken away as the list says.
 """
 
 import json
+import os
 from dataclasses import dataclass, field
 
 PASSING = ('passed', 'xfailed')
@@ -30,8 +37,16 @@ def read_results(path):
     return results
 
 
-def read_known(path):
-    """{test id: cause} of a known-differences file."""
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def list_path(kind, library):
+    """known_differences/<library>.txt or unrouted/<library>.txt."""
+    return os.path.join(HERE, kind, f'{library}.txt')
+
+
+def read_list(path):
+    """{test id: cause} of a list of tests (known differences, unrouted tests)."""
     known = {}
     with open(path, encoding='utf-8') as lines:
         for number, line in enumerate(lines, 1):
@@ -67,10 +82,12 @@ class Comparison:
     skipped_on_ferroloop_only: list = field(default_factory=list)
     on_target: int = 0          # tests that ran on ferroloop in which a ferroloop loop ran
     off_target: list = field(default_factory=list)   # ran loops, none of them ferroloop's
+    unrouted: list = field(default_factory=list)     # (id, outcome in the ferroloop run, loops)
+    unrouted_broken: list = field(default_factory=list)  # (id, why): break the run
 
     @property
     def ok(self):
-        return not self.new_failures
+        return not self.new_failures and not self.unrouted_broken
 
 
 def predecessors(results):
@@ -90,10 +107,14 @@ def is_knock_on(test_id, entry, results, before):
             and 'unraisable' in entry['message'].lower())
 
 
-def compare(on_asyncio, on_ferroloop, known):
+def compare(on_asyncio, on_ferroloop, known, unrouted=()):
     result = Comparison()
     before = predecessors(on_ferroloop)
+    for test_id in unrouted:
+        compare_unrouted(test_id, on_asyncio.get(test_id), on_ferroloop.get(test_id), result)
     for test_id, reference in on_asyncio.items():
+        if test_id in unrouted:
+            continue
         entry = on_ferroloop.get(test_id)
         outcome = entry['outcome'] if entry else 'missing'
         if reference['outcome'] == 'failed':
@@ -109,7 +130,7 @@ def compare(on_asyncio, on_ferroloop, known):
         elif reference['outcome'] in PASSING and outcome == 'skipped':
             result.skipped_on_ferroloop_only.append(test_id)
     for test_id, entry in on_ferroloop.items():
-        if entry['outcome'] == 'skipped':
+        if entry['outcome'] == 'skipped' or test_id in unrouted:
             continue
         if entry.get('on_target'):
             result.on_target += 1
@@ -124,3 +145,15 @@ def compare(on_asyncio, on_ferroloop, known):
         elif on_ferroloop.get(test_id, {}).get('outcome') in PASSING:
             result.fixed.append(test_id)
     return result
+
+
+def compare_unrouted(test_id, reference, entry, result):
+    if entry is None:
+        if reference is not None:
+            result.unrouted_broken.append((test_id, 'did not finish in the ferroloop run'))
+        return      # in neither run: reported as absent by the caller's list check
+    result.unrouted.append((test_id, entry['outcome'], entry.get('loops', [])))
+    if entry.get('on_target'):
+        result.unrouted_broken.append((test_id, 'a ferroloop loop ran in it'))
+    elif reference and reference['outcome'] in PASSING and entry['outcome'] == 'failed':
+        result.unrouted_broken.append((test_id, f'failed off ferroloop: {entry["message"]}'))
