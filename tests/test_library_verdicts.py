@@ -100,6 +100,25 @@ def test_an_unrouted_test_that_ran_ferroloop_or_failed_breaks_the_run(entry, why
     assert result.new_failures == []
 
 
+def test_a_flaky_test_counts_by_its_last_rerun_and_its_history_is_reported():
+    on_asyncio = results(('flaky', 'failed', 'call: 1 == 2'), ('steady', 'passed'))
+    on_ferroloop = results(('flaky', 'failed', 'call: 1 == 2'), ('steady', 'passed'))
+    reruns = {'asyncio': {'flaky': ['passed']}, 'ferroloop': {'flaky': ['failed', 'passed']}}
+    result = verdicts.compare(on_asyncio, on_ferroloop, {}, flaky={'flaky': 'why'},
+                              reruns=reruns)
+    assert result.ok and result.asyncio_failures == []
+    assert result.flaky == [('flaky', ['failed', 'passed'], ['failed', 'failed', 'passed'])]
+
+
+def test_a_flaky_test_failing_every_rerun_on_ferroloop_only_breaks_the_run():
+    reruns = {'ferroloop': {'flaky': ['failed', 'failed', 'failed']}}
+    result = verdicts.compare(results(('flaky', 'passed')), results(('flaky', 'failed', 'boom')),
+                              {}, flaky={'flaky': 'why', 'gone': 'why'}, reruns=reruns)
+    assert result.new_failures == [('flaky', 'boom')]
+    assert result.flaky == [('flaky', ['passed'], ['failed'] * 4)]
+    assert result.absent == ['gone']
+
+
 def test_results_and_known_differences_are_read_from_their_files(tmp_path):
     run = tmp_path / 'run.jsonl'
     run.write_text(''.join(json.dumps(entry) + '\n' for entry in (

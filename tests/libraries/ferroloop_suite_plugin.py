@@ -67,7 +67,6 @@ GUARD = _load_guard().Guard()
 if LOOP == 'ferroloop':
     GUARD.install()     # before ferroloop is imported, as the guard asks
     import ferroloop
-
     from ferroloop import versions
 
     GUARD.set_target_class(ferroloop.EventLoop)
@@ -76,7 +75,8 @@ else:
     loop_factory = asyncio.new_event_loop
 
 
-UNROUTED = verdicts.read_list(verdicts.list_path('unrouted', LIBRARY)) if LOOP == 'ferroloop' else {}
+UNROUTED = (verdicts.read_list(verdicts.list_path('unrouted', LIBRARY))
+            if LOOP == 'ferroloop' else {})
 
 
 class Routing:
