@@ -28,6 +28,7 @@ import os
 from dataclasses import dataclass, field
 
 PASSING = ('passed', 'xfailed')
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def read_results(path):
@@ -43,16 +44,13 @@ def read_results(path):
     return results
 
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
 def list_path(kind, library):
-    """known_differences/<library>.txt or unrouted/<library>.txt."""
+    """<kind>/<library>.txt, kind one of known_differences, unrouted, flaky."""
     return os.path.join(HERE, kind, f'{library}.txt')
 
 
 def read_list(path):
-    """{test id: cause} of a list of tests (known differences, unrouted tests)."""
+    """{test id: cause} of a list of tests (known differences, unrouted or flaky tests)."""
     known = {}
     with open(path, encoding='utf-8') as lines:
         for number, line in enumerate(lines, 1):
