@@ -10,7 +10,10 @@ tests/libraries/ferroloop_suite_plugin.py choosing the loop. Everything is kept 
 The run fails when a test that passes on asyncio's loop fails on ferroloop and
 tests/libraries/known_differences/<library>.txt does not list it. Tests that fail on
 asyncio's loop too, listed tests that pass now (to be removed from the list: the lists only
-shrink) and the proof that the tests ran on ferroloop's loop are reported.
+shrink) and the proof that the tests ran on ferroloop's loop are reported. The tests of the
+library's own loop choice that tests/libraries/unrouted/<library>.txt lists run on that choice
+in both runs, and are reported as not run on ferroloop. A failed test that
+tests/libraries/flaky/<library>.txt lists is run again (see verdicts.py).
 
     python scripts/library_suites.py [anyio] [uvicorn] [-- PYTEST ARGS]
     make test-libraries
@@ -37,6 +40,10 @@ sys.path.insert(0, LIBRARIES_DIR)
 import verdicts  # noqa: E402  (tests/libraries/verdicts.py)
 
 LOOPS = ('asyncio', 'ferroloop')
+# A test that tests/libraries/flaky/<library>.txt lists and that failed is run again with the
+# rest of its file (the tests before it are part of what it depends on), on the loop it failed
+# on, until it passes or this many reruns failed too.
+FLAKY_RERUNS = 3
 # A run that hangs this long is ended; its unfinished tests count as not passing.
 RUN_TIMEOUT = 600
 
@@ -142,12 +149,12 @@ def environment_args(suite):
     return () if localhost_has_ipv6() else suite.without_ipv6_localhost
 
 
-def run_suite(name, suite, tree, python, loop, extra_args):
-    """One run of the library's suite; -> (results, seconds, how it ended)."""
+def run_suite(name, suite, tree, python, loop, extra_args, tag=''):
+    """One run of the library's suite; -> (results, seconds, how it ended, its log)."""
     reports = os.path.join(WORK, 'reports')
     os.makedirs(reports, exist_ok=True)
-    results_path = os.path.join(reports, f'{name}-{loop}.jsonl')
-    log_path = os.path.join(reports, f'{name}-{loop}.log')
+    results_path = os.path.join(reports, f'{name}-{loop}{tag}.jsonl')
+    log_path = os.path.join(reports, f'{name}-{loop}{tag}.log')
     if os.path.exists(results_path):
         os.remove(results_path)
     env = dict(os.environ, FERROLOOP_SUITE_LOOP=loop, FERROLOOP_SUITE_LIBRARY=name,
@@ -170,11 +177,28 @@ def run_suite(name, suite, tree, python, loop, extra_args):
     return verdicts.read_results(results_path), time.monotonic() - started, ended, log_path
 
 
-def report(name, suite, runs, known_path, extra_args):
+def rerun_flaky(name, suite, tree, python, runs, flaky):
+    """-> {loop: {test id: [outcome of each rerun]}} of the listed flaky tests that failed."""
+    reruns = {}
+    for loop in LOOPS:
+        for test_id in flaky:
+            if runs[loop][0].get(test_id, {}).get('outcome') != 'failed':
+                continue
+            outcomes = reruns.setdefault(loop, {}).setdefault(test_id, [])
+            while len(outcomes) < FLAKY_RERUNS and (not outcomes or outcomes[-1] == 'failed'):
+                again = run_suite(name, suite, tree, python, loop, [test_id.split('::')[0]],
+                                  tag=f'-rerun{len(outcomes) + 1}')[0].get(test_id)
+                outcomes.append(again['outcome'] if again else 'missing')
+    return reruns
+
+
+def report(name, suite, runs, extra_args, flaky, reruns):
     """Prints the comparison; -> True when ferroloop broke no test beyond the known list."""
     on_asyncio, on_ferroloop = runs['asyncio'][0], runs['ferroloop'][0]
-    known = verdicts.read_known(known_path)
-    result = verdicts.compare(on_asyncio, on_ferroloop, known)
+    known_path = verdicts.list_path('known_differences', name)
+    unrouted_path = verdicts.list_path('unrouted', name)
+    known, unrouted = verdicts.read_list(known_path), verdicts.read_list(unrouted_path)
+    result = verdicts.compare(on_asyncio, on_ferroloop, known, unrouted, flaky, reruns)
     relative_known = os.path.relpath(known_path, ROOT)
     print(f'\n== {name} {suite.version} on Python {sys.version.split()[0]}')
     if environment_args(suite):
@@ -187,11 +211,20 @@ def report(name, suite, runs, known_path, extra_args):
         print(f'   {loop:<10} {tally["passed"]:>7} {tally["failed"]:>7} {tally["skipped"]:>8} '
               f'{tally["xfailed"]:>8} {seconds:>8.0f}  {os.path.relpath(log_path, ROOT)} '
               f'({ended})')
-    ran = sum(1 for entry in on_ferroloop.values() if entry['outcome'] != 'skipped')
+    ran = sum(1 for test_id, entry in on_ferroloop.items()
+              if entry['outcome'] != 'skipped' and test_id not in unrouted)
     print(f'   on ferroloop\'s loop: {result.on_target} of the {ran} tests that ran there '
           f'(the rest made no loop, as sync tests do, but {len(result.off_target)})')
     for test_id, loops in result.off_target:
         print(f'     ran other loops only: {test_id}: {", ".join(loops)}')
+    if unrouted:
+        print(f'   not run on ferroloop, left on {name}\'s own loop choice as '
+              f'{os.path.relpath(unrouted_path, ROOT)} lists: {len(result.unrouted)}')
+    for test_id, outcome, loops in result.unrouted:
+        print(f'     {test_id}: {outcome} on {", ".join(loops) or "no loop"}  '
+              f'# {unrouted[test_id]}')
+    for test_id, why in result.unrouted_broken:
+        print(f'     BROKEN: {test_id}: {why}')
     print(f'   failing on ferroloop only: {len(result.new_failures) + len(result.known_failures)}'
           f' ({len(result.known_failures)} listed in {relative_known}), and '
           f'{len(result.knock_ons)} knock-ons')
@@ -208,6 +241,11 @@ def report(name, suite, runs, known_path, extra_args):
     if not extra_args:
         for test_id in result.absent:
             print(f'     listed, but no such test ran: {test_id}')
+    flaky_list = os.path.relpath(verdicts.list_path('flaky', name), ROOT)
+    for test_id, on_asyncio_loop, on_ferroloop_loop in result.flaky:
+        print(f'     flaky on both loops ({flaky_list}): {test_id}: asyncio '
+              f'{", then ".join(on_asyncio_loop) or "not run"}; ferroloop '
+              f'{", then ".join(on_ferroloop_loop) or "not run"}')
     for test_id in result.skipped_on_ferroloop_only:
         print(f'     skipped on ferroloop only: {test_id}')
     print(f'   failing on asyncio\'s loop too (reported, not counted): '
@@ -242,8 +280,9 @@ def main():
         run([python, '-m', 'pip', 'install', '--quiet', '--force-reinstall', '--no-deps', wheel])
         tree = sdist_tree(name, suite, os.path.join(path, 'bin', 'pip'))
         runs = {loop: run_suite(name, suite, tree, python, loop, extra_args) for loop in LOOPS}
-        known_path = os.path.join(LIBRARIES_DIR, 'known_differences', f'{name}.txt')
-        ok = report(name, suite, runs, known_path, extra_args) and ok
+        flaky = verdicts.read_list(verdicts.list_path('flaky', name))
+        reruns = rerun_flaky(name, suite, tree, python, runs, flaky)
+        ok = report(name, suite, runs, extra_args, flaky, reruns) and ok
     minutes = (time.monotonic() - started) / 60
     print(f'\nlibrary suites: {"no" if ok else "some"} tests fail on ferroloop beyond the known '
           f'differences ({minutes:.1f} min)')

@@ -209,3 +209,38 @@ def test_runner_passes_its_timeout_and_closes_the_loop(loop_factory):
         loop = runner.get_loop()
     assert loop.is_closed()
     assert seen == [((asyncio.constants.THREAD_JOIN_TIMEOUT,), {})]
+
+
+def test_a_cancelled_to_thread_returns_at_once_and_shutdown_waits_for_its_worker(loop_factory):
+    # The thread cannot be stopped: cancelling asyncio.to_thread() ends the awaiting task at
+    # once, the worker runs on to its end, and closing the loop (Runner.close's
+    # shutdown_default_executor) waits for it, leaving no thread behind.
+    release = threading.Event()
+    started = threading.Event()
+    finished = []
+    workers = []
+
+    def job():
+        workers.append(threading.current_thread())
+        started.set()
+        release.wait(30)
+        finished.append(True)
+
+    async def main():
+        task = asyncio.create_task(asyncio.to_thread(job))
+        while not started.is_set():
+            await asyncio.sleep(0.001)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)
+        assert finished == []   # the worker is still running
+        assert workers[0].is_alive()
+
+    # Releases the worker only once the runner is closing the loop.
+    release_later = threading.Timer(0.2, release.set)
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(main())
+        release_later.start()
+    release_later.join()
+    assert finished == [True]
+    assert not workers[0].is_alive()

@@ -73,6 +73,52 @@ def test_on_target_counts_the_tests_in_which_a_ferroloop_loop_ran():
     assert result.off_target == [('other', ['x.CustomLoop'])]
 
 
+def test_unrouted_tests_are_reported_apart_not_as_run_on_ferroloop():
+    asyncio_loop = {'on_target': False, 'loops': ['asyncio.unix_events._UnixSelectorEventLoop']}
+    on_asyncio = results(('choice', 'passed'), ('routed', 'passed'))
+    on_ferroloop = results(('choice', 'passed', '', asyncio_loop),
+                           ('routed', 'passed', '', {'on_target': True, 'loops': ['f.Loop']}))
+    result = verdicts.compare(on_asyncio, on_ferroloop, {}, {'choice': 'why'})
+    assert result.ok
+    assert result.unrouted == [('choice', 'passed', asyncio_loop['loops'])]
+    # Counted neither as on ferroloop's loop nor as another loop the routing missed.
+    assert result.on_target == 1 and result.off_target == []
+
+
+@pytest.mark.parametrize('entry, why', [
+    (('choice', 'passed', '', {'on_target': True, 'loops': ['f.Loop']}),
+     'a ferroloop loop ran in it'),
+    (('choice', 'failed', 'call: boom', {'on_target': False, 'loops': []}),
+     'failed off ferroloop: call: boom'),
+    (None, 'did not finish in the ferroloop run'),
+])
+def test_an_unrouted_test_that_ran_ferroloop_or_failed_breaks_the_run(entry, why):
+    on_ferroloop = results(entry) if entry else {}
+    result = verdicts.compare(results(('choice', 'passed')), on_ferroloop, {}, {'choice': 'x'})
+    assert result.unrouted_broken == [('choice', why)]
+    assert not result.ok
+    assert result.new_failures == []
+
+
+def test_a_flaky_test_counts_by_its_last_rerun_and_its_history_is_reported():
+    on_asyncio = results(('flaky', 'failed', 'call: 1 == 2'), ('steady', 'passed'))
+    on_ferroloop = results(('flaky', 'failed', 'call: 1 == 2'), ('steady', 'passed'))
+    reruns = {'asyncio': {'flaky': ['passed']}, 'ferroloop': {'flaky': ['failed', 'passed']}}
+    result = verdicts.compare(on_asyncio, on_ferroloop, {}, flaky={'flaky': 'why'},
+                              reruns=reruns)
+    assert result.ok and result.asyncio_failures == []
+    assert result.flaky == [('flaky', ['failed', 'passed'], ['failed', 'failed', 'passed'])]
+
+
+def test_a_flaky_test_failing_every_rerun_on_ferroloop_only_breaks_the_run():
+    reruns = {'ferroloop': {'flaky': ['failed', 'failed', 'failed']}}
+    result = verdicts.compare(results(('flaky', 'passed')), results(('flaky', 'failed', 'boom')),
+                              {}, flaky={'flaky': 'why', 'gone': 'why'}, reruns=reruns)
+    assert result.new_failures == [('flaky', 'boom')]
+    assert result.flaky == [('flaky', ['passed'], ['failed'] * 4)]
+    assert result.absent == ['gone']
+
+
 def test_results_and_known_differences_are_read_from_their_files(tmp_path):
     run = tmp_path / 'run.jsonl'
     run.write_text(''.join(json.dumps(entry) + '\n' for entry in (
@@ -84,7 +130,7 @@ def test_results_and_known_differences_are_read_from_their_files(tmp_path):
     assert verdicts.read_results(tmp_path / 'never-started.jsonl') == {}
     known = tmp_path / 'known.txt'
     known.write_text('# a comment\n\ntests/a.py::t[x y]  # the cause  # in two parts\n')
-    assert verdicts.read_known(known) == {'tests/a.py::t[x y]': 'the cause  # in two parts'}
+    assert verdicts.read_list(known) == {'tests/a.py::t[x y]': 'the cause  # in two parts'}
 
 
 @pytest.mark.parametrize('text, complaint', [
@@ -95,4 +141,4 @@ def test_a_known_differences_file_names_a_cause_for_each_test_once(tmp_path, tex
     known = tmp_path / 'known.txt'
     known.write_text(text)
     with pytest.raises(ValueError, match=complaint):
-        verdicts.read_known(known)
+        verdicts.read_list(known)

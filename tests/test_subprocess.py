@@ -2,11 +2,14 @@
 
 import asyncio
 import contextvars
+import gc
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
+import warnings
 
 import pytest
 
@@ -327,3 +330,126 @@ def test_wait_returns_when_the_child_exits_while_its_pipes_stay_open(loop, loop_
         return returncode
 
     assert run(loop, main()) == 0
+
+
+LEAVES_A_GRANDCHILD_WRITING = '''
+import subprocess, sys
+# The grandchild holds stdout, and writes to it after the child has exited.
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3); print('late')"])
+print("early", flush=True)
+'''
+
+
+def test_reading_the_output_ends_when_the_last_holder_of_the_pipe_closes_it(loop):
+    # The child's exit is not the end of its output: read() and communicate() go on to the
+    # end of the pipe, whoever holds it.
+    async def main():
+        proc = await asyncio.create_subprocess_exec(PY, '-c', LEAVES_A_GRANDCHILD_WRITING,
+                                                    stdout=subprocess.PIPE)
+        output, _ = await asyncio.wait_for(proc.communicate(), 10)
+        return output, proc.returncode
+
+    assert run(loop, main()) == (b'early\nlate\n', 0)
+
+
+def test_a_child_that_closes_its_stdout_and_runs_on(loop):
+    # The end of the pipe is reported while the child still runs; its exit comes later.
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            'sh', '-c', 'echo out; exec 1>&-; sleep 0.3; exit 3', stdout=subprocess.PIPE)
+        output = await asyncio.wait_for(proc.stdout.read(), 5)
+        running_at_eof = proc.returncode is None
+        return output, running_at_eof, await asyncio.wait_for(proc.wait(), 5)
+
+    assert run(loop, main()) == (b'out\n', True, 3)
+
+
+def test_all_a_child_wrote_before_exiting_comes_before_its_pipe_is_lost(loop):
+    # The child's last write and its end of the pipe closing arrive together (EPOLLIN with
+    # EPOLLHUP): the data is delivered first, then pipe_connection_lost, and connection_lost
+    # comes last.
+    size = 1024 * 1024 + 7
+    events = []
+
+    class Recorder(asyncio.SubprocessProtocol):
+        def __init__(self):
+            self.data = bytearray()
+            self.done = loop.create_future()
+
+        def pipe_data_received(self, fd, data):
+            self.data += data
+            if events[-1:] != [('data', fd)]:
+                events.append(('data', fd))
+
+        def pipe_connection_lost(self, fd, exc):
+            events.append(('lost', fd, exc))
+
+        def process_exited(self):
+            events.append('exited')
+
+        def connection_lost(self, exc):
+            events.append('connection_lost')
+            self.done.set_result(exc)
+
+    async def main():
+        transport, protocol = await loop.subprocess_exec(
+            Recorder, PY, '-c', f'import os; os.write(1, b"x" * {size})', stdin=None,
+            stderr=None)
+        assert await asyncio.wait_for(protocol.done, 10) is None
+        transport.close()
+        return len(protocol.data)
+
+    assert run(loop, main()) == size
+    lost = events.index(('lost', 1, None))
+    assert ('data', 1) in events[:lost] and ('data', 1) not in events[lost:]
+    assert 'exited' in events and events[-1] == 'connection_lost'
+
+
+def process_state(pid):
+    """The state letter of /proc/<pid>/stat (R, S, Z...), or None once the process is gone."""
+    try:
+        with open(f'/proc/{pid}/stat') as stat:
+            return stat.read().rsplit(')', 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
+def test_a_transport_left_open_when_its_loop_closes_warns_and_kills_its_child(
+        loop_factory, loop_name, request, monkeypatch):
+    # As base_subprocess's __del__ does: a transport collected unclosed warns "unclosed
+    # transport" (a ResourceWarning) and closes, which kills a running child. A closed loop
+    # no longer keeps the transport of its running children.
+    expect_asyncio_bug(request, loop_name, 'ASYNCIO_CLOSED_LOOP_KEEPS_ITS_CHILDREN')
+    loop = loop_factory()
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec('sleep', '30', stdout=subprocess.PIPE)
+        return proc.pid
+
+    pid = loop.run_until_complete(main())
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            loop.close()
+            del loop
+            gc.collect()
+        messages = [str(warning.message) for warning in caught
+                    if warning.category is ResourceWarning]
+        assert any(message.startswith('unclosed transport <') and f'pid={pid}' in message
+                   for message in messages), messages
+        deadline = time.monotonic() + 5
+        while process_state(pid) not in (None, 'Z') and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert process_state(pid) in (None, 'Z')
+    finally:
+        if process_state(pid) not in (None, 'Z'):
+            # asyncio before 3.12: its child watcher's thread still waits for the child, with
+            # the transport, whose __del__ fails on the closed loop once the thread ends.
+            watchers = [thread for thread in threading.enumerate()
+                        if thread.name.startswith('asyncio-waitpid-')]
+            monkeypatch.setattr(sys, 'unraisablehook', lambda unraisable: None)
+            os.kill(pid, signal.SIGKILL)
+            for thread in watchers:
+                thread.join(5)
+            gc.collect()
+            monkeypatch.undo()

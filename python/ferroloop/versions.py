@@ -93,6 +93,11 @@ ASYNCIO_PIDFDS_OUTLIVE_THE_LOOP = _since((3, 12))
 # thread (ferroloop spawns natively, as uvloop does).
 ASYNCIO_SPAWN_READS_ON_THE_LOOP_THREAD = True
 
+# Before 3.12: the threaded child watcher keeps a closed loop's subprocess transports, and their
+# running children, until each child exits on its own (from 3.12 they go with the loop: each
+# warns "unclosed transport" and kills its child, as ferroloop's do on every version).
+ASYNCIO_CLOSED_LOOP_KEEPS_ITS_CHILDREN = _RUNNING < (3, 12)
+
 # Every version: a child starts with the signal mask of the thread that spawned it (ferroloop's
 # and libuv's start with none blocked).
 ASYNCIO_CHILDREN_INHERIT_THE_SIGNAL_MASK = True

@@ -22,6 +22,13 @@ How the tests get ferroloop, when it is the loop:
   names ``asyncio.SelectorEventLoop`` outright) gives ferroloop's loop, so servers started by
   ``Server.run()``/``uvicorn.run()`` run on it too.
 
+Tests of the library's own loop choice (uvicorn's: that ``loop="asyncio"`` gives
+``asyncio.SelectorEventLoop``) are no tests of a loop, and routing would fail them by design.
+tests/libraries/unrouted/<library>.txt lists them, each with why; in the ferroloop run they
+run with the routing taken away (asyncio's policy, the library's own choice), so on asyncio's
+loop, and verdicts.py counts them apart: not run on ferroloop, neither a pass nor a failure
+of it, and a listed test in which a ferroloop loop ran anyway breaks the run.
+
 The proof: tests/compat/guard.py, the guard of CPython's suite, watches every loop that runs
 (asyncio's running-loop registry) during each test's setup, call and teardown; each result
 line says whether a ferroloop loop ran in that test (``on_target``) and which loop classes
@@ -38,6 +45,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import verdicts     # tests/libraries/verdicts.py: this folder is on PYTHONPATH
 
 LOOP = os.environ.get('FERROLOOP_SUITE_LOOP', 'asyncio')
 RESULTS = os.environ.get('FERROLOOP_SUITE_RESULTS')
@@ -59,6 +67,7 @@ GUARD = _load_guard().Guard()
 if LOOP == 'ferroloop':
     GUARD.install()     # before ferroloop is imported, as the guard asks
     import ferroloop
+    from ferroloop import versions
 
     GUARD.set_target_class(ferroloop.EventLoop)
     loop_factory = ferroloop.new_event_loop
@@ -66,24 +75,59 @@ else:
     loop_factory = asyncio.new_event_loop
 
 
+UNROUTED = (verdicts.read_list(verdicts.list_path('unrouted', LIBRARY))
+            if LOOP == 'ferroloop' else {})
+
+
+class Routing:
+    """The ways in to ferroloop's loop that are not the test's own choice (the policy, and
+    uvicorn's "asyncio" choice); taken away for the tests UNROUTED lists."""
+
+    def __init__(self):
+        self.uvicorn_choice = None      # uvicorn's own asyncio_loop_factory, when routed
+
+    def install(self):
+        with warnings.catch_warnings():
+            # 3.14+ deprecates policies; this is the one way in for code that names no
+            # factory.
+            warnings.simplefilter('ignore', DeprecationWarning)
+            ferroloop.install()
+        if LIBRARY == 'uvicorn':
+            import uvicorn.loops.asyncio
+
+            def asyncio_loop_factory(use_subprocess=False):
+                return ferroloop.new_event_loop
+
+            self.uvicorn_choice = uvicorn.loops.asyncio.asyncio_loop_factory
+            uvicorn.loops.asyncio.asyncio_loop_factory = asyncio_loop_factory
+
+    def uninstall(self):
+        versions.set_event_loop_policy(None)
+        if self.uvicorn_choice is not None:
+            import uvicorn.loops.asyncio
+
+            uvicorn.loops.asyncio.asyncio_loop_factory = self.uvicorn_choice
+            self.uvicorn_choice = None
+
+
+ROUTING = Routing()
+
+
 def pytest_configure(config):
-    if LOOP != 'ferroloop':
-        return
-    with warnings.catch_warnings():
-        # 3.14+ deprecates policies; this is the one way in for code that names no factory.
-        warnings.simplefilter('ignore', DeprecationWarning)
-        ferroloop.install()
-    if LIBRARY == 'uvicorn':
-        _route_uvicorn()
+    if LOOP == 'ferroloop':
+        ROUTING.install()
 
 
-def _route_uvicorn():
-    import uvicorn.loops.asyncio
-
-    def asyncio_loop_factory(use_subprocess=False):
-        return ferroloop.new_event_loop
-
-    uvicorn.loops.asyncio.asyncio_loop_factory = asyncio_loop_factory
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    unrouted = LOOP == 'ferroloop' and item.nodeid in UNROUTED
+    if unrouted:
+        ROUTING.uninstall()
+    try:
+        yield
+    finally:
+        if unrouted:
+            ROUTING.install()
 
 
 @pytest.hookimpl(tryfirst=True)
