@@ -2,7 +2,9 @@
 
 use std::io;
 
-use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError, PyRuntimeError, PySystemExit};
+use pyo3::exceptions::{
+    PyKeyboardInterrupt, PyMemoryError, PyOSError, PyRuntimeError, PySystemExit,
+};
 use pyo3::{PyErr, Python};
 
 /// `OSError(errno, strerror)`: Python's OSError constructor picks the subclass from the errno
@@ -11,6 +13,8 @@ use pyo3::{PyErr, Python};
 pub fn os_error(err: io::Error) -> PyErr {
     match err.raw_os_error() {
         Some(errno) => PyOSError::new_err((errno, strerror(errno))),
+        // A `bytes` the read could not allocate (see `bytes_read`).
+        None if err.kind() == io::ErrorKind::OutOfMemory => PyMemoryError::new_err(()),
         None => PyOSError::new_err(err.to_string()),
     }
 }

@@ -19,6 +19,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use pyo3::{intern, PyTraverseError, PyVisit};
 
+use crate::core::bytes_read;
 use crate::core::event_loop::LoopCore;
 use crate::core::gil_cell::GilCell;
 use crate::core::io::{holds_fd, FdNumber};
@@ -112,8 +113,10 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
 }
 
 /// One `recv` of at most `max` bytes.
+/// An allocation that fails is an OutOfMemory error, which `os_error` makes a MemoryError.
 fn recv_bytes(lp: &LoopCore, py: Python<'_>, fd: RawFd, max: usize) -> std::io::Result<Py<PyAny>> {
-    let (data, ()) = lp.read_bytes(py, max, |buf| Ok((sys::recv(fd, buf)?, ())))?;
+    let data = bytes_read::recv_bytes(lp, py, fd, Some(max), &lp.sock_read_size)
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::OutOfMemory.into()))?;
     Ok(data.into_any().unbind())
 }
 

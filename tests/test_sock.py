@@ -649,3 +649,68 @@ def test_closing_another_socket_leaves_the_operation_waiting(loop, loop_name, ru
         return await asyncio.wait_for(kept, 5)
 
     assert run_async(main()) == b'data'
+
+
+# Sizes whose reads alternate between large (a bytes of its own) and small (copied out of the
+# loop's buffer), each after a read of the other kind, the first small one after the largest.
+ALTERNATING_SIZES = (200_000, 10, 70_000, 1, 5000, 3, 150_000)
+
+
+async def sock_receive_exactly(loop, sock, size, n):
+    """``size`` bytes read by sock_recv(sock, n) calls, and the chunks they came in."""
+    chunks = []
+    while sum(map(len, chunks)) < size:
+        chunk = await loop.sock_recv(sock, n)
+        assert chunk, 'early EOF'
+        chunks.append(chunk)
+    return chunks
+
+
+@pytest.mark.parametrize('n', [1 << 20, 65536, 4096])
+def test_sock_recv_of_alternating_large_and_small_reads(loop, run_async, sockets, n):
+    # Every chunk is an exact bytes: right length, contents and hash (a bytes shrunk after a
+    # read into it must not carry a stale hash or size).
+    async def main():
+        client, conn = await tcp_pair(loop, sockets)
+        for size in ALTERNATING_SIZES:
+            payload = os.urandom(size)
+            sending = loop.create_task(loop.sock_sendall(client, payload))
+            chunks = await sock_receive_exactly(loop, conn, size, n)
+            await sending
+            assert all(type(chunk) is bytes and 0 < len(chunk) <= n for chunk in chunks)
+            assert [hash(c) for c in chunks] == [hash(bytes(bytearray(c))) for c in chunks]
+            assert b''.join(chunks) == payload
+
+    run_async(main())
+
+
+def test_sock_recv_of_exactly_what_is_waiting_and_of_nothing(loop, run_async, sockets):
+    # After a large read: a read of exactly the bytes waiting (no shrinking), then of zero.
+    async def main():
+        client, conn = await tcp_pair(loop, sockets)
+        await loop.sock_sendall(client, b'x' * 100_000)
+        await sock_receive_exactly(loop, conn, 100_000, 1 << 20)
+        await loop.sock_sendall(client, b'0123456789')
+        await asyncio.sleep(0.01)
+        return await loop.sock_recv(conn, 10), await loop.sock_recv(conn, 0)
+
+    assert run_async(main()) == (b'0123456789', b'')
+
+
+def test_sock_recv_after_a_large_read_keeps_a_large_datagram_whole(loop, run_async, sockets):
+    # A read into a bytes of its own is as large as the loop's buffer for sock_recv: a Unix
+    # datagram larger than a transport's read, asked for whole, is not cut.
+    size = 150_000
+
+    async def main():
+        a, b = (sockets(nonblocking(s)) for s in socket.socketpair(socket.AF_UNIX,
+                                                                     socket.SOCK_DGRAM))
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * size)
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * size)
+        sizes = []
+        for _ in range(3):
+            a.send(b'd' * size)
+            sizes.append(len(await loop.sock_recv(b, 2 * size)))
+        return sizes
+
+    assert run_async(main()) == [size] * 3

@@ -939,3 +939,54 @@ def test_a_transport_writing_while_the_loop_is_not_running_sends_at_once(loop):
         transport.close()
         loop.run_until_complete(asyncio.sleep(0))
         peer.close()
+
+
+class Chunks(asyncio.Protocol):
+    """Keeps every chunk data_received got, and wakes whoever waits for a total."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.chunks = []
+        self.waiting = None
+
+    def data_received(self, data):
+        self.chunks.append(data)
+        if self.waiting and sum(map(len, self.chunks)) >= self.waiting[0]:
+            self.waiting[1].set_result(None)
+
+    async def received(self, total):
+        if sum(map(len, self.chunks)) < total:
+            self.waiting = (total, self.loop.create_future())
+            await self.waiting[1]
+        return self.chunks
+
+
+def test_data_received_of_alternating_large_and_small_reads(loop):
+    # Reads alternate between large (each into a bytes of its own) and small (copied out of
+    # the loop's buffer), each after a read of the other kind. Every chunk is an exact bytes:
+    # right length, contents and hash.
+    sizes = (200_000, 10, 70_000, 1, 5000, 3, 150_000)
+
+    async def main():
+        accepted = []
+        factory = lambda: accepted.append(Chunks(loop)) or accepted[-1]  # noqa: E731
+        server = await loop.create_server(factory, '127.0.0.1', 0)
+        _, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+        while not accepted:
+            await asyncio.sleep(0.001)
+        protocol = accepted[0]
+        sent = b''
+        for size in sizes:
+            payload = os.urandom(size)
+            writer.write(payload)
+            sent += payload
+            chunks = await protocol.received(len(sent))
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        assert all(type(chunk) is bytes and chunk for chunk in chunks)
+        assert [hash(c) for c in chunks] == [hash(bytes(bytearray(c))) for c in chunks]
+        assert b''.join(chunks) == sent
+
+    run(loop, main())

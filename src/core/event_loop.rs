@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyFloat};
 use pyo3::{PyTraverseError, PyVisit};
 
+use super::bytes_read::ReadSize;
 use super::closed_sockets::Sweep;
 use super::completions::Completions;
 use super::gil_cell::{GilCell, GilFlag};
@@ -70,6 +71,8 @@ pub struct LoopCore {
     pub(crate) in_iteration: GilFlag<bool>,
     /// One buffer for every read the loop does on the user's behalf (allocated on first use).
     read_buffer: GilCell<Vec<u8>>,
+    /// What the last `sock_recv` on this loop returned, to guess the next one's size.
+    pub(crate) sock_read_size: ReadSize,
     pub(crate) clock_resolution: f64,
     /// Written as callbacks run, read by the watchdog's thread.
     pub(crate) progress: Arc<Progress>,
@@ -134,6 +137,7 @@ impl LoopCore {
     /// the exact size: no per-read allocation of the whole buffer (asyncio's 256 KiB costs
     /// mmap and page faults). Bytes objects are not GC-tracked, so making one runs no Python
     /// code and the buffer's borrow may span it.
+    #[inline(always)] // small reads' path: the call cost as much as the copy
     pub fn read_bytes<'py, R>(
         &self,
         py: Python<'py>,
@@ -276,6 +280,7 @@ impl LoopCore {
             in_poll: GilFlag::new(false),
             in_iteration: GilFlag::new(false),
             read_buffer: GilCell::new(Vec::new()),
+            sock_read_size: ReadSize::default(),
             clock_resolution: crate::sys::monotonic_resolution(),
             progress: Arc::new(Progress::default()),
             watchdog: GilCell::new(None),

@@ -1,6 +1,7 @@
 //! The loop: ready queue, timer heap, run loop, handles, fd watchers, debug reports, the
 //! watchdog and metrics.
 
+pub mod bytes_read;
 pub mod closed_sockets;
 pub mod completions;
 pub mod create_task;

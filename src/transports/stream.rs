@@ -21,6 +21,7 @@ use super::flow_control::FlowControl;
 use super::report::log_transport;
 use super::versions;
 use super::write_buffer::WriteBuffer;
+use crate::core::bytes_read::{self, ReadSize};
 use crate::core::event_loop::LoopCore;
 use crate::core::gil_cell::GilCell;
 use crate::core::io::fileobj_number;
@@ -118,6 +119,8 @@ pub struct State {
 pub struct StreamTransport {
     io: LoopFd,
     state: GilCell<State>,
+    /// What the last read returned, to guess the next one's size.
+    read_size: ReadSize,
 }
 
 impl NativeTransport for StreamTransport {
@@ -218,16 +221,13 @@ impl StreamTransport {
         match buffered {
             None => {
                 let fd = self.io.fd(py);
-                let read = self
-                    .io
-                    .loop_ref(py)
-                    .get()
-                    .read_bytes(py, usize::MAX, |buf| Ok((sys::recv(fd, buf)?, ())));
-                match read {
-                    Ok((data, ())) if data.as_bytes().is_empty() => ReadOutcome::Eof,
-                    Ok((data, ())) => ReadOutcome::Data(data.into_any().unbind()),
-                    Err(e) if sys::would_block(&e) => ReadOutcome::NotReady,
-                    Err(e) => ReadOutcome::Failed(os_error(e), READ_FAILED),
+                let lp = self.io.loop_ref(py).get();
+                match bytes_read::recv_bytes(lp, py, fd, None, &self.read_size) {
+                    Ok(Ok(data)) if data.as_bytes().is_empty() => ReadOutcome::Eof,
+                    Ok(Ok(data)) => ReadOutcome::Data(data.into_any().unbind()),
+                    Ok(Err(e)) if sys::would_block(&e) => ReadOutcome::NotReady,
+                    Ok(Err(e)) => ReadOutcome::Failed(os_error(e), READ_FAILED),
+                    Err(err) => ReadOutcome::Failed(err, READ_FAILED),
                 }
             }
             Some(get_buffer) => {
@@ -619,6 +619,7 @@ impl StreamTransport {
                 empty_waiter: None,
                 flush_at_iteration_end: false,
             }),
+            read_size: ReadSize::default(),
         };
         Ok(transport)
     }
