@@ -54,14 +54,20 @@ mod tests {
     use crate::reactor::{Events, Interest, Poller};
     use std::time::Duration;
 
-    #[test]
-    fn no_wake_is_lost_to_a_drain_running_meanwhile() {
-        use std::sync::atomic::AtomicBool;
+    /// A poller watching a new waker, shared so another thread can wake it.
+    fn registered_waker() -> (Poller, std::sync::Arc<Waker>) {
         let poller = Poller::new().unwrap();
         let waker = std::sync::Arc::new(Waker::new().unwrap());
         poller
             .add(waker.as_raw_fd(), Interest::READABLE, 0)
             .unwrap();
+        (poller, waker)
+    }
+
+    #[test]
+    fn no_wake_is_lost_to_a_drain_running_meanwhile() {
+        use std::sync::atomic::AtomicBool;
+        let (poller, waker) = registered_waker();
         let done = std::sync::Arc::new(AtomicBool::new(false));
         let (remote, finished) = (waker.clone(), done.clone());
         let t = std::thread::spawn(move || {
@@ -89,11 +95,7 @@ mod tests {
 
     #[test]
     fn wake_interrupts_wait_from_another_thread() {
-        let poller = Poller::new().unwrap();
-        let waker = std::sync::Arc::new(Waker::new().unwrap());
-        poller
-            .add(waker.as_raw_fd(), Interest::READABLE, 0)
-            .unwrap();
+        let (poller, waker) = registered_waker();
         let remote = waker.clone();
         let t = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(20));
